@@ -1,0 +1,176 @@
+"""The frozen, typed configuration the rest of the code reads."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+__all__ = [
+    "OTHER_AGENT",
+    "AuthConfig",
+    "Config",
+    "Dimension",
+    "PipelineConfig",
+    "SamplingConfig",
+    "ScorerSpec",
+    "ServerConfig",
+    "Thresholds",
+    "default_buckets",
+]
+
+#: The label value of every agent that is not in the configured allow-list.
+OTHER_AGENT = "other"
+
+
+@dataclass(frozen=True, slots=True)
+class Thresholds:
+    """Per-dimension levels: ``bad`` for one conversation, ``warning``/``critical`` for the mean."""
+
+    bad: float | None = None
+    warning: float | None = None
+    critical: float | None = None
+
+    def values(self) -> tuple[float, ...]:
+        """Return the configured levels."""
+        return tuple(v for v in (self.bad, self.warning, self.critical) if v is not None)
+
+
+@dataclass(frozen=True, slots=True)
+class Dimension:
+    """A quality dimension: its scale, direction, thresholds and histogram buckets."""
+
+    name: str
+    scale_min: float
+    scale_max: float
+    higher_is_better: bool = True
+    thresholds: Thresholds = Thresholds()
+    description: str = ""
+    buckets: tuple[float, ...] = ()
+
+    def is_bad(self, score: float) -> bool:
+        """Say whether one score is past the ``bad`` threshold.
+
+        At or below it when higher is better, above it otherwise: exactly what the histogram
+        bucket ``le=bad`` lets the generated rules count.
+        """
+        bad = self.thresholds.bad
+        if bad is None:
+            return False
+        return score <= bad if self.higher_is_better else score > bad
+
+    def clamp(self, score: float) -> float:
+        """Return ``score`` limited to the dimension's scale."""
+        return min(max(score, self.scale_min), self.scale_max)
+
+
+@dataclass(frozen=True, slots=True)
+class ScorerSpec:
+    """One configured scorer: its type, unique name, dimension and type-specific options."""
+
+    type: str
+    name: str
+    dimension: str | None = None
+    timeout: float | None = None
+    options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+
+@dataclass(frozen=True, slots=True)
+class AuthConfig:
+    """Bearer-token protection of the ingest endpoints (and optionally ``/metrics``)."""
+
+    bearer_token: str | None = field(default=None, repr=False)
+    protect_metrics: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """The HTTP listener and its limits."""
+
+    host: str
+    port: int
+    auth: AuthConfig
+    max_body_bytes: int
+    max_batch_items: int
+
+    @property
+    def listen_address(self) -> str:
+        """Return ``HOST:PORT`` as configured."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class SamplingConfig:
+    """Rates, boost triggers, daily budgets and the late-signal buffer."""
+
+    base_rate: float
+    boost_rate: float
+    trigger_signals: frozenset[str]
+    trigger_tool_error: bool
+    trigger_min_total_tokens: int | None
+    min_daily_samples: int
+    max_daily_samples: int | None
+    late_max_conversations: int
+    late_max_bytes: int
+    late_max_age: float
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineConfig:
+    """The scoring queue and its workers."""
+
+    queue_size: int
+    workers: int
+    scorer_timeout: float
+    drain_grace_period: float
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The whole validated configuration."""
+
+    server: ServerConfig
+    agents: tuple[str, ...]
+    sampling: SamplingConfig
+    pipeline: PipelineConfig
+    dimensions: tuple[Dimension, ...]
+    scorers: tuple[ScorerSpec, ...]
+    source: str = "<default>"
+    digest: str = ""
+
+    def dimension(self, name: str) -> Dimension | None:
+        """Return the dimension called ``name``, if declared."""
+        for dimension in self.dimensions:
+            if dimension.name == name:
+                return dimension
+        return None
+
+    @property
+    def agent_labels(self) -> tuple[str, ...]:
+        """Return every ``agent`` label value the exporter can emit."""
+        return (*self.agents, OTHER_AGENT)
+
+
+def _nice_step(span: float) -> float:
+    """Return a 1-2-5 step giving about ten buckets across ``span``."""
+    raw = span / 10
+    magnitude = 10 ** math.floor(math.log10(raw))
+    for factor in (1, 2, 5, 10):
+        if raw <= factor * magnitude:
+            return factor * magnitude
+    return 10 * magnitude  # pragma: no cover - the loop always returns
+
+
+def default_buckets(
+    scale_min: float, scale_max: float, thresholds: Thresholds, extra: tuple[float, ...] = ()
+) -> tuple[float, ...]:
+    """Return sorted bucket bounds across the scale, always including every threshold."""
+    bounds: set[float] = {round(v, 10) for v in (*thresholds.values(), *extra)}
+    if not extra:
+        step = _nice_step(scale_max - scale_min)
+        count = round((scale_max - scale_min) / step)
+        bounds.update(round(scale_min + i * step, 10) for i in range(count + 1))
+    return tuple(sorted(bounds))

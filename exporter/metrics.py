@@ -1,0 +1,211 @@
+"""Every Prometheus series the daemon exports, on one registry the app owns.
+
+Label values come only from the config (agents, dimensions, scorer names) or from fixed sets
+in the code (reasons, outcomes); never raw from a payload, because every distinct value is a
+new series in every Prometheus that scrapes us.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from collections.abc import Callable, Iterable, Iterator
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
+
+from exporter._version import __version__
+from exporter.config.model import OTHER_AGENT, Config, Dimension
+
+__all__ = ["PREFIX", "Metrics", "ScoreHistograms"]
+
+PREFIX = "agent_quality"
+
+# `_created` series double the series count and no rule or dashboard of ours reads them.
+disable_created_metrics()
+
+#: Flags are named by scorer code, but a plugin could echo payload text: cap the distinct values.
+MAX_FLAG_VALUES = 64
+_FLAG_FORM = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+
+_SCORER_DURATION_BUCKETS = (0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
+class _Series:
+    """One (agent, dimension) histogram with the dimension's own bucket bounds."""
+
+    __slots__ = ("bounds", "counts", "squares", "sum")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)  # the last slot is +Inf
+        self.sum = 0.0
+        self.squares = 0.0
+
+    def observe(self, value: float) -> None:
+        # bisect_left: a value equal to a bound belongs to that bucket (le is inclusive).
+        self.counts[bisect.bisect_left(self.bounds, value)] += 1
+        self.sum += value
+        self.squares += value * value
+
+
+class ScoreHistograms(Collector):
+    """``agent_quality_score`` and ``agent_quality_score_squares_total``.
+
+    prometheus_client gives one bucket layout per metric; each dimension needs its own
+    (always including its thresholds), so this collector keeps the counts itself. Every
+    (agent, dimension) pair is exported from the start, so rules never see absent series.
+    """
+
+    def __init__(self, agents: Iterable[str], dimensions: Iterable[Dimension]) -> None:
+        self._series = {
+            (agent, dimension.name): _Series(dimension.buckets)
+            for agent in agents
+            for dimension in dimensions
+        }
+
+    def observe(self, agent: str, dimension: str, value: float) -> None:
+        """Record one score; the caller has checked that both labels are configured."""
+        self._series[agent, dimension].observe(value)
+
+    def collect(self) -> Iterator[Metric]:
+        histogram = HistogramMetricFamily(
+            f"{PREFIX}_score",
+            "Scores per agent and quality dimension, in the dimension's own scale.",
+            labels=("agent", "dimension"),
+        )
+        squares = CounterMetricFamily(
+            f"{PREFIX}_score_squares",
+            "Running sum of squared scores, for variance and significance in rules.",
+            labels=("agent", "dimension"),
+        )
+        for (agent, dimension), series in self._series.items():
+            cumulative, buckets = 0, []
+            for bound, count in zip((*series.bounds, float("inf")), series.counts, strict=True):
+                cumulative += count
+                buckets.append((_format_bound(bound), cumulative))
+            histogram.add_metric([agent, dimension], buckets, series.sum)
+            squares.add_metric([agent, dimension], series.squares)
+        yield histogram
+        yield squares
+
+
+def _format_bound(bound: float) -> str:
+    if bound == float("inf"):
+        return "+Inf"
+    return repr(float(bound))
+
+
+class _CallbackGauges(Collector):
+    """Gauges whose values are read when scraped (queue depth, buffer sizes)."""
+
+    def __init__(self) -> None:
+        self._gauges: list[tuple[str, str, Callable[[], float]]] = []
+
+    def add(self, name: str, documentation: str, read: Callable[[], float]) -> None:
+        self._gauges.append((name, documentation, read))
+
+    def collect(self) -> Iterator[Metric]:
+        for name, documentation, read in self._gauges:
+            yield GaugeMetricFamily(name, documentation, value=read())
+
+
+class Metrics:
+    """The daemon's metrics, built on ``registry`` for one ``config``."""
+
+    def __init__(self, config: Config, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        agents = config.agent_labels
+        self.scores = ScoreHistograms(agents, config.dimensions)
+        registry.register(self.scores)
+        self.gauges = _CallbackGauges()
+        registry.register(self.gauges)
+
+        def counter(name: str, doc: str, labels: tuple[str, ...] = ()) -> Counter:
+            return Counter(f"{PREFIX}_{name}", doc, labels, registry=registry)
+
+        self.conversations = counter(
+            "conversations", "Conversations received.", ("agent",)
+        )
+        self.not_sampled = counter(
+            "not_sampled", "Conversations finally not chosen for scoring.", ("agent",)
+        )
+        self.sampled = counter(
+            "sampled", "Conversations chosen for scoring, by reason.", ("agent", "reason")
+        )
+        self.scored = counter(
+            "scored", "Conversations whose scoring finished.", ("agent",)
+        )
+        self.dropped = counter("dropped", "Conversations not scored, by reason.", ("reason",))
+        self.evaluations = counter(
+            "evaluations", "Scorer runs by outcome.", ("agent", "scorer", "outcome")
+        )
+        self.flags = counter("flags", "Flags raised by scorers.", ("agent", "flag"))
+        self.ignored_scores = counter(
+            "ignored_scores",
+            "Scores not recorded (undeclared dimension, not finite, off the scale).",
+            ("reason",),
+        )
+        self.rejected = counter(
+            "rejected", "Ingested items rejected, by endpoint and reason.", ("endpoint", "reason")
+        )
+        self.feedback = counter("feedback", "Late feedback signals by outcome.", ("outcome",))
+        self.judge_tokens = counter(
+            "judge_tokens", "LLM judge tokens.", ("judge", "direction")
+        )
+        self.judge_cost = counter("judge_cost_usd", "What LLM judging cost, in USD.", ("judge",))
+        self.agent_cost = counter(
+            "agent_cost_usd", "What the observed agents cost, from conversation usage.", ("agent",)
+        )
+        self.scorer_duration = Histogram(
+            f"{PREFIX}_scorer_duration_seconds",
+            "Time per scorer run.",
+            ("scorer",),
+            buckets=_SCORER_DURATION_BUCKETS,
+            registry=registry,
+        )
+        build_info = Gauge(
+            f"{PREFIX}_build_info", "Always 1; labels carry the version.", ("version",),
+            registry=registry,
+        )
+        build_info.labels(__version__).set(1)
+        self._known_flags: set[str] = set()
+        self._initialise(config)
+
+    def _initialise(self, config: Config) -> None:
+        """Create every child whose labels are known, so series exist before the first event."""
+        for agent in config.agent_labels:
+            self.conversations.labels(agent)
+            self.not_sampled.labels(agent)
+            self.scored.labels(agent)
+            self.agent_cost.labels(agent)
+            for reason in ("base", "boost", "min_fill"):
+                self.sampled.labels(agent, reason)
+            for scorer in config.scorers:
+                for outcome in ("ok", "error", "timeout"):
+                    self.evaluations.labels(agent, scorer.name, outcome)
+        for reason in ("queue_full", "daily_budget", "shutdown"):
+            self.dropped.labels(reason)
+        for scorer in config.scorers:
+            self.scorer_duration.labels(scorer.name)
+
+    def flag_label(self, flag: str) -> str:
+        """Return the label value for a flag: itself if well-formed and within the cap."""
+        if flag in self._known_flags:
+            return flag
+        if _FLAG_FORM.match(flag) and len(self._known_flags) < MAX_FLAG_VALUES:
+            self._known_flags.add(flag)
+            return flag
+        return OTHER_AGENT
+
+    def add_gauge(self, name: str, documentation: str, read: Callable[[], float]) -> None:
+        """Export ``read()`` as gauge ``agent_quality_<name>`` at every scrape."""
+        self.gauges.add(f"{PREFIX}_{name}", documentation, read)

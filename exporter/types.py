@@ -1,0 +1,71 @@
+"""The extension points: small Protocols that built-ins implement as a user's plugin would."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Protocol, runtime_checkable
+
+from exporter.model import Conversation
+
+__all__ = ["Closeable", "Evaluation", "EvaluationSink", "ScoreResult", "Scorer"]
+
+
+def _empty() -> Mapping[str, str]:
+    return MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreResult:
+    """What one scorer says about one conversation.
+
+    ``scores`` maps dimension names to values in the dimension's scale; ``flags`` are short
+    snake_case names (``refusal``, ``pii_email``); ``explanations`` hold a judge's reasons per
+    dimension, kept for the feedback dataset, never exported as labels.
+    """
+
+    scores: Mapping[str, float] = field(default_factory=dict)
+    flags: tuple[str, ...] = ()
+    explanations: Mapping[str, str] = field(default_factory=_empty)
+
+
+@runtime_checkable
+class Scorer(Protocol):
+    """Scores a conversation. Built-ins and plugins alike; the pipeline enforces timeouts."""
+
+    name: str
+
+    async def score(self, conversation: Conversation) -> ScoreResult:
+        """Return scores and flags for ``conversation``; raise to count an error."""
+        ...
+
+
+@runtime_checkable
+class Closeable(Protocol):
+    """A scorer or sink holding resources (connection pools, files) to release on shutdown."""
+
+    async def aclose(self) -> None:
+        """Release resources; called once, after the last ``score``/``handle``."""
+        ...
+
+
+@dataclass(slots=True)
+class Evaluation:
+    """Everything the pipeline learned about one sampled conversation."""
+
+    conversation: Conversation
+    agent: str
+    reason: str
+    scores: dict[str, float] = field(default_factory=dict)
+    flags: list[str] = field(default_factory=list)
+    explanations: dict[str, str] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+class EvaluationSink(Protocol):
+    """Receives each finished evaluation (the feedback dataset writer is one)."""
+
+    async def handle(self, evaluation: Evaluation) -> None:
+        """Take one evaluation; must not block the event loop."""
+        ...
