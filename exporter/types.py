@@ -9,7 +9,7 @@ from typing import Protocol, runtime_checkable
 
 from exporter.model import Conversation
 
-__all__ = ["Closeable", "Evaluation", "EvaluationSink", "ScoreResult", "Scorer"]
+__all__ = ["Closeable", "Confirmer", "Evaluation", "EvaluationSink", "ScoreResult", "Scorer"]
 
 
 def _empty() -> Mapping[str, str]:
@@ -68,4 +68,18 @@ class EvaluationSink(Protocol):
 
     async def handle(self, evaluation: Evaluation) -> None:
         """Take one evaluation; must not block the event loop."""
+        ...
+
+
+class Confirmer(Protocol):
+    """A second opinion on evaluations that look bad (the tier-2 LLM judge is one).
+
+    The pipeline calls ``confirm`` after every first-tier scorer has finished; the confirmer
+    decides from the evaluation (bad scores, flags) whether it has anything to do.
+    """
+
+    name: str
+
+    async def confirm(self, evaluation: Evaluation) -> ScoreResult | None:
+        """Return extra scores/flags for ``evaluation``, or None when it needs no confirming."""
         ...
