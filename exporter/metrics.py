@@ -25,7 +25,7 @@ from prometheus_client.registry import Collector
 from exporter._version import __version__
 from exporter.config.model import OTHER_AGENT, Config, Dimension
 
-__all__ = ["PREFIX", "Metrics", "ScoreHistograms"]
+__all__ = ["JUDGE_VERDICTS", "PREFIX", "Metrics", "ScoreHistograms"]
 
 PREFIX = "agent_quality"
 
@@ -35,6 +35,19 @@ disable_created_metrics()
 #: Flags are named by scorer code, but a plugin could echo payload text: cap the distinct values.
 MAX_FLAG_VALUES = 64
 _FLAG_FORM = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+
+_JUDGE_DURATION_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60)
+_JUDGE_CALL_OUTCOMES = ("ok", "invalid_output", "failed", "breaker_open", "over_budget")
+_JUDGE_REQUEST_OUTCOMES = (
+    "ok",
+    "rate_limited",
+    "server_error",
+    "client_error",
+    "timeout",
+    "connection_error",
+    "bad_response",
+)
+JUDGE_VERDICTS = ("confirmed", "rejected", "error", "skipped")
 
 _SCORER_DURATION_BUCKETS = (0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
@@ -162,6 +175,41 @@ class Metrics:
             "judge_tokens", "LLM judge tokens.", ("judge", "direction")
         )
         self.judge_cost = counter("judge_cost_usd", "What LLM judging cost, in USD.", ("judge",))
+        self.judge_calls = counter(
+            "judge_calls", "Verdicts asked of an LLM judge, by outcome.", ("judge", "outcome")
+        )
+        self.judge_requests = counter(
+            "judge_requests", "HTTP requests to an LLM judge, by outcome.", ("judge", "outcome")
+        )
+        self.judge_retries = counter("judge_retries", "LLM judge requests retried.", ("judge",))
+        self.judge_breaker_opened = counter(
+            "judge_breaker_opened", "Times a judge's circuit breaker opened.", ("judge",)
+        )
+        self.judge_breaker_open = Gauge(
+            f"{PREFIX}_judge_breaker_open",
+            "1 while a judge's circuit breaker stops calls to it.",
+            ("judge",),
+            registry=registry,
+        )
+        self.judge_request_duration = Histogram(
+            f"{PREFIX}_judge_request_duration_seconds",
+            "Time per HTTP request to an LLM judge.",
+            ("judge",),
+            buckets=_JUDGE_DURATION_BUCKETS,
+            registry=registry,
+        )
+        self.judge_verdicts = counter(
+            "judge_verdicts",
+            "Second-tier verdicts on bad results (confirmed, rejected, error, skipped).",
+            ("agent", "dimension", "judge", "verdict"),
+        )
+        self.judge_score_difference = Histogram(
+            f"{PREFIX}_judge_score_difference",
+            "How far the second judge's score is from the first, as a share of the scale.",
+            ("dimension", "judge"),
+            buckets=(0, 0.1, 0.25, 0.5, 0.75, 1),
+            registry=registry,
+        )
         self.agent_cost = counter(
             "agent_cost_usd", "What the observed agents cost, from conversation usage.", ("agent",)
         )
@@ -194,8 +242,33 @@ class Metrics:
                     self.evaluations.labels(agent, scorer.name, outcome)
         for reason in ("queue_full", "daily_budget", "shutdown"):
             self.dropped.labels(reason)
+        self._initialise_judges(config)
         for scorer in config.scorers:
             self.scorer_duration.labels(scorer.name)
+
+    def _initialise_judges(self, config: Config) -> None:
+        if not config.judges:
+            return
+        self.dropped.labels("judge_budget")
+        for judge in config.judges:
+            for direction in ("input", "output"):
+                self.judge_tokens.labels(judge, direction)
+            self.judge_cost.labels(judge)
+            for outcome in _JUDGE_CALL_OUTCOMES:
+                self.judge_calls.labels(judge, outcome)
+            for outcome in _JUDGE_REQUEST_OUTCOMES:
+                self.judge_requests.labels(judge, outcome)
+            self.judge_retries.labels(judge)
+            self.judge_breaker_opened.labels(judge)
+            self.judge_breaker_open.labels(judge).set(0)
+            self.judge_request_duration.labels(judge)
+        confirming = config.confirmation.judge
+        if confirming is not None:
+            for dimension in config.confirmation.dimensions:
+                self.judge_score_difference.labels(dimension, confirming)
+                for agent in config.agent_labels:
+                    for verdict in JUDGE_VERDICTS:
+                        self.judge_verdicts.labels(agent, dimension, confirming, verdict)
 
     def flag_label(self, flag: str) -> str:
         """Return the label value for a flag: itself if well-formed and within the cap."""

@@ -24,8 +24,11 @@ from exporter.config.model import (
     OTHER_AGENT,
     AuthConfig,
     Config,
+    ConfirmationConfig,
     Dimension,
+    JudgeConfig,
     PipelineConfig,
+    Price,
     SamplingConfig,
     ScorerSpec,
     ServerConfig,
@@ -137,15 +140,20 @@ class _Builder:
 
     def build(self, digest: str) -> Config:
         dimensions = self.dimensions()
+        judges = self.judges()
+        scorers = self.scorers({d.name for d in dimensions})
         return Config(
             server=self.server(),
             agents=self.agents(),
             sampling=self.sampling(),
             pipeline=self.pipeline(),
             dimensions=dimensions,
-            scorers=self.scorers({d.name for d in dimensions}),
+            scorers=scorers,
             source=self.source,
             digest=digest,
+            judges=MappingProxyType(judges),
+            rubrics=MappingProxyType(dict(self.doc.get("rubrics") or {})),
+            confirmation=self.confirmation(judges, scorers, {d.name for d in dimensions}),
         )
 
     def server(self) -> ServerConfig:
@@ -275,6 +283,8 @@ class _Builder:
                     raise self.fail(
                         f"{path}.dimensions[{j}]", f"{listed!r} is not a declared dimension"
                     )
+            if item["type"] == "llm_judge":
+                self.check_llm_judge(path, item)
             options = {
                 k: v for k, v in item.items() if k not in {"type", "name", "dimension", "timeout"}
             }
@@ -289,3 +299,91 @@ class _Builder:
                 )
             )
         return tuple(result)
+
+    def check_llm_judge(self, path: str, item: Mapping[str, Any]) -> None:
+        if item["judge"] not in (self.doc.get("judges") or {}):
+            raise self.fail(f"{path}.judge", f"{item['judge']!r} is not a judge under $.judges")
+        if not item.get("dimension") and not item.get("dimensions"):
+            raise self.fail(path, "an llm_judge scorer needs `dimension` or `dimensions`")
+
+    def judges(self) -> dict[str, JudgeConfig]:
+        defaults, prices = self.doc["judge_defaults"], self.doc.get("prices") or {}
+        result = {}
+        for name, raw in (self.doc.get("judges") or {}).items():
+            path, item = f"$.judges.{name}", _merge(defaults, raw)
+            found = item.get("price") or prices.get(item["model"])
+            price = None if found is None else Price(**{k: float(v) for k, v in found.items()})
+            if item.get("daily_budget_usd") is not None and price is None:
+                raise self.fail(
+                    f"{path}.daily_budget_usd",
+                    f"a budget needs a price: set {path}.price or $.prices.{item['model']}",
+                )
+            budget = item.get("daily_budget_usd")
+            env, key = item.get("api_key_env"), None
+            if env:
+                key = os.environ.get(env)
+                if not key:
+                    raise self.fail(
+                        f"{path}.api_key_env", f"environment variable {env} is unset or empty"
+                    )
+            breaker = item["breaker"]
+            result[name] = JudgeConfig(
+                name=name,
+                base_url=item["base_url"].rstrip("/"),
+                model=item["model"],
+                api_key=key,
+                api_key_header=item["api_key_header"],
+                headers=MappingProxyType(dict(item["headers"])),
+                query=MappingProxyType(dict(item["query"])),
+                concurrency=item["concurrency"],
+                timeout=parse_duration(item["timeout"]),
+                retries=item["retries"],
+                backoff=parse_duration(item["backoff"]),
+                max_backoff=parse_duration(item["max_backoff"]),
+                max_retry_after=parse_duration(item["max_retry_after"]),
+                response_format=item["response_format"],
+                temperature=float(item["temperature"]),
+                max_tokens=item["max_tokens"],
+                max_input_chars=item["max_input_chars"],
+                daily_budget_usd=None if budget is None else float(budget),
+                price=price,
+                breaker_failures=breaker["failures"],
+                breaker_cooldown=parse_duration(breaker["cooldown"]),
+                redact=item["redact"],
+            )
+        return result
+
+    def confirmation(
+        self, judges: Mapping[str, JudgeConfig], scorers: tuple[ScorerSpec, ...], declared: set[str]
+    ) -> ConfirmationConfig:
+        raw, path = self.doc["confirmation"], "$.confirmation"
+        name = raw.get("judge")
+        if name is None:
+            if raw.get("dimensions") or raw.get("flags"):
+                raise self.fail(f"{path}.judge", "set the judge that confirms")
+            return ConfirmationConfig()
+        if name not in judges:
+            raise self.fail(f"{path}.judge", f"{name!r} is not a judge under $.judges")
+        tier1 = [s for s in scorers if s.type == "llm_judge"]
+        for spec in tier1:
+            first = judges[spec.options["judge"]]
+            if (first.base_url, first.model) == (judges[name].base_url, judges[name].model):
+                raise self.fail(
+                    f"{path}.judge",
+                    f"must use another model than scorer {spec.name!r} ({first.model})",
+                )
+        dimensions = list(raw.get("dimensions") or ())
+        for index, dimension in enumerate(dimensions):
+            if dimension not in declared:
+                raise self.fail(
+                    f"{path}.dimensions[{index}]", f"{dimension!r} is not a declared dimension"
+                )
+        if not dimensions:
+            for spec in tier1:
+                listed = spec.options.get("dimensions") or [spec.dimension]
+                dimensions += [d for d in listed if d not in dimensions]
+        if not dimensions:
+            raise self.fail(f"{path}.dimensions", "name the dimensions the judge re-scores")
+        return ConfirmationConfig(
+            judge=name, dimensions=tuple(dimensions), flags=frozenset(raw.get("flags") or ())
+        )

@@ -12,8 +12,11 @@ __all__ = [
     "OTHER_AGENT",
     "AuthConfig",
     "Config",
+    "ConfirmationConfig",
     "Dimension",
+    "JudgeConfig",
     "PipelineConfig",
+    "Price",
     "SamplingConfig",
     "ScorerSpec",
     "ServerConfig",
@@ -129,6 +132,56 @@ class PipelineConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class Price:
+    """What a model costs, in USD per million input and output tokens."""
+
+    input_per_million: float
+    output_per_million: float
+
+    def cost(self, *, input_tokens: int, output_tokens: int) -> float:
+        """Return the USD cost of one request."""
+        dollars = input_tokens * self.input_per_million + output_tokens * self.output_per_million
+        return dollars / 1e6
+
+
+@dataclass(frozen=True, slots=True)
+class JudgeConfig:
+    """One OpenAI-compatible chat-completions endpoint used as an LLM judge."""
+
+    name: str
+    base_url: str
+    model: str
+    api_key: str | None = field(default=None, repr=False)
+    api_key_header: str = "Authorization"
+    headers: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), repr=False)
+    query: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    concurrency: int = 8
+    timeout: float = 20.0
+    retries: int = 3
+    backoff: float = 0.5
+    max_backoff: float = 10.0
+    max_retry_after: float = 30.0
+    response_format: bool = True
+    temperature: float = 0.0
+    max_tokens: int = 300
+    max_input_chars: int = 24000
+    daily_budget_usd: float | None = None
+    price: Price | None = None
+    breaker_failures: int = 5
+    breaker_cooldown: float = 30.0
+    redact: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class ConfirmationConfig:
+    """The second-tier judge: which judge, and which bad dimensions or flags call for it."""
+
+    judge: str | None = None
+    dimensions: tuple[str, ...] = ()
+    flags: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole validated configuration."""
 
@@ -140,6 +193,9 @@ class Config:
     scorers: tuple[ScorerSpec, ...]
     source: str = "<default>"
     digest: str = ""
+    judges: Mapping[str, JudgeConfig] = field(default_factory=lambda: MappingProxyType({}))
+    rubrics: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    confirmation: ConfirmationConfig = ConfirmationConfig()
 
     def dimension(self, name: str) -> Dimension | None:
         """Return the dimension called ``name``, if declared."""
