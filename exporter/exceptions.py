@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "ExporterError", "InvalidPayload", "ScorerError"]
+__all__ = ["ConfigError", "ExporterError", "InvalidPayload", "PayloadTooLarge", "ScorerError"]
 
 
 class ExporterError(Exception):
@@ -30,6 +30,10 @@ class InvalidPayload(ExporterError):
         self.where = where
         self.message = message
         super().__init__(f"{where}: {message}")
+
+
+class PayloadTooLarge(InvalidPayload):
+    """An ingested document is valid but over a configured limit (batch length)."""
 
 
 class ScorerError(ExporterError):

@@ -206,8 +206,6 @@ class _Builder:
     def sampling(self) -> SamplingConfig:
         s = self.doc["sampling"]
         triggers, budget, late = s["boost_triggers"], s["daily_budget"], s["late_signals"]
-        if s["boost_rate"] < s["base_rate"]:
-            raise self.fail("$.sampling.boost_rate", "must be at least base_rate")
         maximum = budget.get("max_samples")
         if maximum is not None and budget["min_samples"] > maximum:
             raise self.fail("$.sampling.daily_budget.min_samples", "must not exceed max_samples")

@@ -1,0 +1,50 @@
+"""Fixtures shared across the suite. Helpers for real processes live in tests/support/."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from exporter.config import Config, parse_config
+
+EXAMPLE_CONVERSATION: dict[str, Any] = {
+    "id": "c-7f3a",
+    "agent": "support-bot",
+    "model": "gpt-4.1-mini",
+    "messages": [
+        {"role": "user", "content": "Where is my order?"},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [{"id": "t1", "name": "lookup_order", "arguments": "{}"}],
+        },
+        {"role": "tool", "tool_call_id": "t1", "content": '{"status": "shipped"}', "error": False},
+        {"role": "assistant", "content": "It ships tomorrow."},
+    ],
+    "signals": {"user_thumbs_down": False, "escalation_requested": False},
+    "scores": {"csat": 4},
+    "usage": {"input_tokens": 850, "output_tokens": 120, "cost_usd": 0.0031},
+    "started_at": "2026-11-26T10:00:00Z",
+    "ended_at": "2026-11-26T10:00:09Z",
+    "metadata": {},
+}
+
+
+def conversation(**changes: Any) -> dict[str, Any]:
+    """Return a copy of the SPEC's example conversation with ``changes`` applied."""
+    document = copy.deepcopy(EXAMPLE_CONVERSATION)
+    document.update(changes)
+    return document
+
+
+@pytest.fixture
+def make_config() -> Callable[..., Config]:
+    """Build a Config from keyword sections merged over the embedded default."""
+
+    def make(**sections: Any) -> Config:
+        return parse_config(sections, source="test.yml")
+
+    return make
