@@ -1,0 +1,157 @@
+"""The command line: ``run``, ``generate``, ``check-config``.
+
+``main()`` -> ``sys.exit(run(argv, stdout, stderr))`` so tests call ``run`` with StringIO.
+Exit codes: 0 ok, 1 runtime failure, 2 usage or config error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import re
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
+
+from exporter._version import __version__
+from exporter.config import Config, load_config
+from exporter.exceptions import ConfigError, ExporterError
+from exporter.logs import LEVELS, setup_logging
+
+__all__ = ["main", "run"]
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+_ADDRESS = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]*):([0-9]{1,5})$")
+
+log = logging.getLogger("exporter")
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser that reports usage errors to our stderr and returns exit code 2."""
+
+    def __init__(self, *args: object, stderr: TextIO, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self._stderr = stderr
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(self._stderr)
+        raise _UsageError(f"{self.prog}: error: {message}")
+
+
+class _UsageError(Exception):
+    pass
+
+
+def _parser(stderr: TextIO) -> _Parser:
+    parser = _Parser(
+        prog="agent-quality-exporter",
+        description="Sample, score and export the quality of AI agents in production.",
+        stderr=stderr,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def config_flag(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument(
+            "--config.file",
+            dest="config_file",
+            metavar="PATH",
+            help="YAML configuration (default: the embedded default config)",
+        )
+
+    run = commands.add_parser("run", help="run the daemon", stderr=stderr)
+    config_flag(run)
+    run.add_argument(
+        "--web.listen-address",
+        dest="listen_address",
+        metavar="HOST:PORT",
+        help="overrides server.listen_address (default 0.0.0.0:10340)",
+    )
+    run.add_argument("--log.level", dest="log_level", choices=LEVELS, default="info")
+    run.add_argument("--log.format", dest="log_format", choices=("logfmt", "json"), default="logfmt")
+
+    generate = commands.add_parser(
+        "generate", help="write Prometheus rules, Alertmanager config, dashboards", stderr=stderr
+    )
+    config_flag(generate)
+    generate.add_argument("--out", required=True, type=Path, metavar="DIR")
+    generate.add_argument(
+        "--format",
+        dest="output_format",
+        choices=("prometheus", "prometheus-operator"),
+        default="prometheus",
+        help="prometheus-operator also writes PrometheusRule custom resources",
+    )
+
+    check = commands.add_parser("check-config", help="validate a config file", stderr=stderr)
+    config_flag(check)
+    return parser
+
+
+def run(argv: Sequence[str], stdout: TextIO, stderr: TextIO) -> int:
+    """Run the command line ``argv`` (without the program name); return the exit code."""
+    try:
+        args = _parser(stderr).parse_args(argv)
+    except _UsageError as error:
+        print(error, file=stderr)
+        return EXIT_USAGE
+    except SystemExit as exit_:  # --help and --version
+        return int(exit_.code or 0)
+    try:
+        config = load_config(args.config_file)
+    except ConfigError as error:
+        print(f"config error: {error}", file=stderr)
+        return EXIT_USAGE
+    match args.command:
+        case "check-config":
+            print(f"{config.source}: ok ({len(config.dimensions)} dimensions, "
+                  f"{len(config.scorers)} scorers, digest {config.digest})", file=stdout)
+            return EXIT_OK
+        case "generate":
+            return _generate(config, args, stdout, stderr)
+        case _:
+            return _run_daemon(config, args, stderr)
+
+
+def _generate(config: Config, args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    from exporter.generate import generate
+
+    try:
+        written = generate(config, out=args.out, output_format=args.output_format)
+    except ExporterError as error:
+        print(f"generate: {error}", file=stderr)
+        return EXIT_FAILURE
+    except OSError as error:
+        print(f"generate: cannot write {error.filename}: {error.strerror}", file=stderr)
+        return EXIT_FAILURE
+    for path in written:
+        print(path, file=stdout)
+    return EXIT_OK
+
+
+def _run_daemon(config: Config, args: argparse.Namespace, stderr: TextIO) -> int:
+    from exporter.web import serve
+
+    setup_logging(level=args.log_level, fmt=args.log_format, stream=stderr)
+    host, port = config.server.host, config.server.port
+    if args.listen_address is not None:
+        match = _ADDRESS.match(args.listen_address)
+        if match is None or int(match.group(2)) > 65535:
+            print(f"--web.listen-address: expected HOST:PORT, got {args.listen_address!r}",
+                  file=stderr)
+            return EXIT_USAGE
+        host, port = match.group(1).strip("[]"), int(match.group(2))
+    log.info("starting agent-quality-exporter %s", __version__)
+    try:
+        asyncio.run(serve(config, host=host, port=port))
+    except RuntimeError as error:
+        log.error("%s", error)
+        return EXIT_FAILURE
+    return EXIT_OK
+
+
+def main() -> None:
+    """Console-script entry point."""
+    sys.exit(run(sys.argv[1:], sys.stdout, sys.stderr))

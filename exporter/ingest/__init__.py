@@ -1,0 +1,1 @@
+"""Ingest: the HTTP sink, OTLP traces and the intake every conversation goes through."""

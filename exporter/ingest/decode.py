@@ -1,0 +1,105 @@
+"""Split a request body into conversations, keeping the good items of a partly bad batch.
+
+Each item is decoded and validated on its own (msgspec, one pass), so one bad conversation in
+a batch of thousands costs only itself. Errors say where: ``$[3].messages[0].role`` for a JSON
+array, ``line 7: $.id`` for NDJSON.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import msgspec
+
+from exporter.exceptions import InvalidPayload, PayloadTooLarge
+from exporter.model import Conversation, decode_conversation
+
+__all__ = ["Batch", "Rejection", "split_json", "split_ndjson"]
+
+_raw_list = msgspec.json.Decoder(list[msgspec.Raw])
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """One item that was not accepted, and why."""
+
+    index: int
+    where: str
+    error: str
+
+    def as_dict(self) -> dict[str, object]:
+        """Return the JSON shape sent back to the client."""
+        return {"index": self.index, "where": self.where, "error": self.error}
+
+
+@dataclass(slots=True)
+class Batch:
+    """The decoded conversations of one body (with their raw JSON) and the rejected items."""
+
+    items: list[tuple[Conversation, bytes]] = field(default_factory=list)
+    rejected: list[Rejection] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.items) + len(self.rejected)
+
+
+def split_json(body: bytes, *, max_items: int) -> Batch:
+    """Decode a JSON object or array of objects; raise ``InvalidPayload`` if it is neither."""
+    head = body.lstrip()[:1]
+    if head == b"{":
+        batch = Batch()
+        _add(batch, 0, body, prefix="$")
+        return batch
+    if head != b"[":
+        raise InvalidPayload("expected a JSON object or an array of objects", where="$")
+    try:
+        raws = _raw_list.decode(body)
+    except msgspec.DecodeError as error:
+        raise InvalidPayload(f"malformed JSON: {error}", where="$") from error
+    except msgspec.ValidationError as error:
+        raise InvalidPayload(str(error), where="$") from error
+    _check_size(len(raws), max_items)
+    batch = Batch()
+    for index, raw in enumerate(raws):
+        _add(batch, index, bytes(raw), prefix=f"$[{index}]")
+    return batch
+
+
+def split_ndjson(body: bytes, *, max_items: int) -> Batch:
+    """Decode newline-delimited JSON, one conversation per non-blank line."""
+    lines = list(_lines(body))
+    _check_size(len(lines), max_items)
+    batch = Batch()
+    for index, (number, line) in enumerate(lines):
+        _add(batch, index, line, prefix=f"line {number}: $")
+    return batch
+
+
+def _lines(body: bytes) -> Iterator[tuple[int, bytes]]:
+    for number, line in enumerate(body.split(b"\n"), start=1):
+        if line.strip():
+            yield number, line
+
+
+def _check_size(count: int, max_items: int) -> None:
+    if count > max_items:
+        raise PayloadTooLarge(f"batch of {count} items exceeds the limit of {max_items}")
+
+
+def _add(batch: Batch, index: int, raw: bytes, *, prefix: str) -> None:
+    try:
+        batch.items.append((decode_conversation(raw), raw))
+    except msgspec.ValidationError as error:
+        message, where = _locate(str(error), prefix)
+        batch.rejected.append(Rejection(index, where, message))
+    except msgspec.DecodeError as error:
+        batch.rejected.append(Rejection(index, prefix, f"malformed JSON: {error}"))
+
+
+def _locate(message: str, prefix: str) -> tuple[str, str]:
+    """Split msgspec's "... - at `$.a.b`" into the message and a path under ``prefix``."""
+    text, marker, path = message.rpartition(" - at `")
+    if not marker:
+        return message, prefix
+    return text, prefix + path.rstrip("`").removeprefix("$")

@@ -1,0 +1,119 @@
+"""``POST /v1/conversations`` and ``POST /v1/feedback``: validate, answer 202 at once."""
+
+from __future__ import annotations
+
+import msgspec
+from aiohttp import web
+
+from exporter.exceptions import InvalidPayload, PayloadTooLarge
+from exporter.ingest.decode import Batch, split_json, split_ndjson
+from exporter.model import decode_feedback
+from exporter.web.keys import CONFIG, INTAKE, METRICS, STATE
+from exporter.web.middleware import error_body
+
+__all__ = ["feedback", "ingest_conversations", "read_body"]
+
+_JSON_TYPES = frozenset({"application/json", ""})
+_NDJSON_TYPES = frozenset({"application/x-ndjson", "application/jsonl", "application/ndjson"})
+#: Rejected items listed one by one in a response; the rest are only counted.
+MAX_LISTED_REJECTIONS = 100
+
+
+async def read_body(request: web.Request, *, max_bytes: int) -> bytes:
+    """Read the whole body, gzip already undone, refusing more than ``max_bytes``.
+
+    aiohttp decompresses ``Content-Encoding: gzip`` incrementally and ``client_max_size``
+    (set to the same limit) stops reading past it, so a gzip bomb costs at most the limit.
+    """
+    length = request.content_length
+    if length is not None and length > max_bytes:
+        raise web.HTTPRequestEntityTooLarge(max_size=max_bytes, actual_size=length)
+    try:
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise
+    except Exception as error:  # a broken gzip stream, a client that went away
+        raise web.HTTPBadRequest(text=f"cannot read the request body: {error}") from error
+
+
+def _refuse_while_draining(request: web.Request) -> web.Response | None:
+    if request.app[STATE].draining:
+        response = error_body(503, "shutting down", "this replica is draining; retry another")
+        response.headers["Retry-After"] = "5"
+        return response
+    return None
+
+
+def _media_type(request: web.Request) -> str:
+    return request.headers.get("Content-Type", "").partition(";")[0].strip().lower()
+
+
+async def ingest_conversations(request: web.Request) -> web.Response:
+    """Take one conversation, a JSON array of them, or NDJSON; answer 202 with counts."""
+    if (refusal := _refuse_while_draining(request)) is not None:
+        return refusal
+    config, metrics = request.app[CONFIG], request.app[METRICS]
+    media_type = _media_type(request)
+    if media_type in _NDJSON_TYPES:
+        split = split_ndjson
+    elif media_type in _JSON_TYPES or media_type.endswith("+json"):
+        split = split_json
+    else:
+        metrics.rejected.labels("conversations", "content_type").inc()
+        return error_body(
+            415,
+            "unsupported content type",
+            f"got {media_type!r}; send application/json or application/x-ndjson",
+        )
+    body = await read_body(request, max_bytes=config.server.max_body_bytes)
+    try:
+        batch = split(body, max_items=config.server.max_batch_items)
+    except PayloadTooLarge as error:
+        metrics.rejected.labels("conversations", "too_many_items").inc()
+        return error_body(413, error.message, {"where": error.where})
+    except InvalidPayload as error:
+        metrics.rejected.labels("conversations", "malformed").inc()
+        return error_body(400, error.message, {"where": error.where})
+    return _answer(request, batch)
+
+
+def _answer(request: web.Request, batch: Batch) -> web.Response:
+    metrics = request.app[METRICS]
+    if batch.rejected:
+        metrics.rejected.labels("conversations", "invalid").inc(len(batch.rejected))
+    listed = [r.as_dict() for r in batch.rejected[:MAX_LISTED_REJECTIONS]]
+    if not batch.items:
+        return error_body(
+            400,
+            "no valid conversation in the request",
+            {"rejected": listed, "rejected_count": len(batch.rejected)},
+        )
+    counts = request.app[INTAKE].accept(batch.items)
+    result: dict[str, object] = {
+        "accepted": counts.accepted,
+        "sampled": counts.sampled,
+        "dropped": counts.dropped,
+    }
+    if batch.rejected:
+        result["rejected"] = listed
+        result["rejected_count"] = len(batch.rejected)
+    return web.json_response(result, status=202)
+
+
+async def feedback(request: web.Request) -> web.Response:
+    """Take a late signal ``{"id": ..., "signals": {...}}`` for a conversation already sent."""
+    if (refusal := _refuse_while_draining(request)) is not None:
+        return refusal
+    metrics = request.app[METRICS]
+    media_type = _media_type(request)
+    if not (media_type in _JSON_TYPES or media_type.endswith("+json")):
+        metrics.rejected.labels("feedback", "content_type").inc()
+        return error_body(415, "unsupported content type", f"got {media_type!r}; send JSON")
+    body = await read_body(request, max_bytes=request.app[CONFIG].server.max_body_bytes)
+    try:
+        item = decode_feedback(body)
+    except (msgspec.ValidationError, msgspec.DecodeError) as error:
+        metrics.rejected.labels("feedback", "invalid").inc()
+        return error_body(400, "invalid feedback", str(error))
+    outcome = request.app[INTAKE].feedback(item)
+    return web.json_response({"id": item.id, "outcome": outcome}, status=202)

@@ -1,0 +1,167 @@
+"""The one door every conversation goes through, from the JSON sink and OTLP alike.
+
+Here a conversation gets its agent label (from the allow-list only), is counted, and is either
+queued for scoring, dropped with a reason, or parked in the late-signal buffer. Counter updates
+are aggregated per call: the hot path pays one ``inc`` per label set per request, not per item.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import msgspec
+
+from exporter.config.model import OTHER_AGENT, Config
+from exporter.metrics import Metrics
+from exporter.model import Conversation, Feedback, decode_conversation
+from exporter.pipeline import Pipeline
+from exporter.sampling import LateSignalBuffer, Sampler
+
+__all__ = ["Counts", "Intake"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Counts:
+    """What happened to the conversations of one request."""
+
+    accepted: int = 0
+    sampled: int = 0
+    dropped: int = 0
+
+
+class Intake:
+    """Labels, counts and routes conversations to scoring or the late-signal buffer."""
+
+    def __init__(
+        self,
+        *,
+        config: Config,
+        metrics: Metrics,
+        sampler: Sampler,
+        late_buffer: LateSignalBuffer,
+        pipeline: Pipeline,
+    ) -> None:
+        self._labels = {agent: agent for agent in config.agents}
+        self._metrics = metrics
+        self._sampler = sampler
+        self._late = late_buffer
+        self._pipeline = pipeline
+        # Children resolved once: `.labels()` costs more than the increment itself.
+        self._received = {a: metrics.conversations.labels(a) for a in config.agent_labels}
+        self._not_sampled = {a: metrics.not_sampled.labels(a) for a in config.agent_labels}
+        self._agent_cost = {a: metrics.agent_cost.labels(a) for a in config.agent_labels}
+        metrics.add_gauge(
+            "late_buffer_conversations",
+            "Unsampled conversations kept for late feedback signals.",
+            lambda: len(late_buffer),
+        )
+        metrics.add_gauge(
+            "late_buffer_bytes", "Bytes held by the late-signal buffer.", lambda: late_buffer.nbytes
+        )
+
+    def agent_label(self, agent: str) -> str:
+        """Return the label value for an agent name: itself if configured, else ``other``."""
+        return self._labels.get(agent, OTHER_AGENT)
+
+    def accept(self, items: Iterable[tuple[Conversation, bytes]]) -> Counts:
+        """Take decoded conversations (with their raw JSON) and route each one."""
+        counts = Counts()
+        received: collections.Counter[str] = collections.Counter()
+        sampled: collections.Counter[tuple[str, str]] = collections.Counter()
+        left_buffer: list[str] = []
+        cost: collections.Counter[str] = collections.Counter()
+        budget_drops = queue_drops = 0
+        for conversation, raw in items:
+            agent = self._labels.get(conversation.agent, OTHER_AGENT)
+            received[agent] += 1
+            usage = conversation.usage
+            if usage is not None and usage.cost_usd:
+                cost[agent] += usage.cost_usd
+            reason = self._sampler.decide(conversation).reason
+            if reason is None:
+                left_buffer += self._late.put(conversation.id, agent, raw)
+            elif reason == "daily_budget":
+                budget_drops += 1
+            else:
+                sampled[agent, reason] += 1
+                if self._pipeline.submit(conversation, agent=agent, reason=reason):
+                    counts.sampled += 1
+                else:
+                    queue_drops += 1
+        counts.accepted = sum(received.values())
+        counts.dropped = budget_drops + queue_drops
+        self._count(received, sampled, left_buffer, cost, budget_drops, queue_drops)
+        return counts
+
+    def _count(
+        self,
+        received: collections.Counter[str],
+        sampled: collections.Counter[tuple[str, str]],
+        left_buffer: list[str],
+        cost: collections.Counter[str],
+        budget_drops: int,
+        queue_drops: int,
+    ) -> None:
+        for agent, n in received.items():
+            self._received[agent].inc(n)
+        for (agent, reason), n in sampled.items():
+            self._metrics.sampled.labels(agent, reason).inc(n)
+        for agent, n in collections.Counter(left_buffer).items():
+            self._not_sampled[agent].inc(n)
+        for agent, usd in cost.items():
+            self._agent_cost[agent].inc(usd)
+        if budget_drops:
+            self._metrics.dropped.labels("daily_budget").inc(budget_drops)
+        if queue_drops:
+            self._metrics.dropped.labels("queue_full").inc(queue_drops)
+
+    def feedback(self, feedback: Feedback) -> str:
+        """Apply a late signal; return the outcome (``sampled``, ``not_sampled``, ``unknown``...)."""
+        outcome = self._feedback(feedback)
+        self._metrics.feedback.labels(outcome).inc()
+        return outcome
+
+    def _feedback(self, feedback: Feedback) -> str:
+        entry = self._late.pop(feedback.id)
+        if entry is None:
+            # Already sampled, never seen, or aged out of the buffer: nothing left to decide.
+            return "unknown"
+        agent, raw = entry
+        conversation = decode_conversation(raw)
+        conversation = msgspec.structs.replace(
+            conversation, signals={**conversation.signals, **feedback.signals}
+        )
+        # The same decision the conversation would have had with the signal on arrival.
+        reason = self._sampler.decide(conversation).reason
+        if reason is None:
+            self._not_sampled_after(self._late.put(conversation.id, agent, _encode(conversation)))
+            return "not_sampled"
+        if reason == "daily_budget":
+            self._metrics.dropped.labels("daily_budget").inc()
+            return "dropped"
+        self._metrics.sampled.labels(agent, reason).inc()
+        if not self._pipeline.submit(conversation, agent=agent, reason=reason):
+            self._metrics.dropped.labels("queue_full").inc()
+            return "dropped"
+        return "sampled"
+
+    def _not_sampled_after(self, agents: list[str]) -> None:
+        for agent in agents:
+            self._not_sampled[agent].inc()
+
+    def expire(self) -> None:
+        """Count conversations that aged out of the late-signal buffer as not sampled."""
+        self._not_sampled_after(self._late.expire())
+
+    def close(self) -> None:
+        """Count what the late-signal buffer still holds as not sampled (shutdown)."""
+        self._not_sampled_after(self._late.drain())
+
+
+def _encode(conversation: Conversation) -> bytes:
+    return msgspec.json.encode(conversation)

@@ -1,0 +1,137 @@
+"""The application factory and the daemon's lifecycle.
+
+Shutdown order matters for a monitoring daemon: on SIGTERM readiness goes false and ingest
+answers 503 while the listener stays up (so load balancers move away and Prometheus can still
+scrape), the scoring queue drains for up to the grace period, and only then does the server
+stop; what could not be scored is counted as ``dropped{reason="shutdown"}``. aiohttp itself
+only waits for request handlers, so draining our queue is our job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import AsyncIterator, Callable
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+from prometheus_client.aiohttp import make_aiohttp_handler
+
+from exporter.config.model import Config
+from exporter.ingest import http as ingest_http
+from exporter.ingest.intake import Intake
+from exporter.metrics import Metrics
+from exporter.pipeline import Pipeline
+from exporter.sampling import LateSignalBuffer, Sampler
+from exporter.scoring import build_scorers
+from exporter.web import pages
+from exporter.web.keys import CONFIG, INTAKE, METRICS, PIPELINE, REGISTRY, STATE, AppState
+from exporter.web.middleware import bearer_auth, json_errors
+
+__all__ = ["create_app", "serve"]
+
+log = logging.getLogger(__name__)
+
+#: How often aged entries leave the late-signal buffer when no traffic pushes them out.
+EXPIRE_INTERVAL = 10.0
+
+
+def create_app(
+    config: Config,
+    *,
+    registry: CollectorRegistry | None = None,
+    clock: Callable[[], float] | None = None,
+) -> web.Application:
+    """Build the application for ``config``; workers start with the app and stop with it."""
+    registry = registry if registry is not None else CollectorRegistry()
+    metrics = Metrics(config, registry)
+    pipeline = Pipeline(config=config, metrics=metrics, scorers=build_scorers(config))
+    sampling = config.sampling
+    intake = Intake(
+        config=config,
+        metrics=metrics,
+        sampler=Sampler(sampling, clock=clock),
+        late_buffer=LateSignalBuffer(
+            max_conversations=sampling.late_max_conversations,
+            max_bytes=sampling.late_max_bytes,
+            max_age=sampling.late_max_age,
+            clock=clock,
+        ),
+        pipeline=pipeline,
+    )
+    middlewares = [json_errors]
+    token = config.server.auth.bearer_token
+    if token is not None:
+        protected = ("/v1/", "/metrics") if config.server.auth.protect_metrics else ("/v1/",)
+        middlewares.append(bearer_auth(token, protected=protected))
+    app = web.Application(client_max_size=config.server.max_body_bytes, middlewares=middlewares)
+    app[CONFIG], app[METRICS], app[REGISTRY] = config, metrics, registry
+    app[INTAKE], app[PIPELINE], app[STATE] = intake, pipeline, AppState()
+    app.router.add_post("/v1/conversations", ingest_http.ingest_conversations)
+    app.router.add_post("/v1/feedback", ingest_http.feedback)
+    app.router.add_get("/metrics", make_aiohttp_handler(registry))
+    app.router.add_get("/-/healthy", pages.healthy)
+    app.router.add_get("/-/ready", pages.ready)
+    app.router.add_get("/openapi.json", pages.openapi)
+    app.router.add_get("/", pages.landing)
+    app.cleanup_ctx.append(_scoring)
+    return app
+
+
+async def _scoring(app: web.Application) -> AsyncIterator[None]:
+    """Run the workers and the buffer expiry for the app's life; drain them at the end."""
+    pipeline, intake, state = app[PIPELINE], app[INTAKE], app[STATE]
+    await pipeline.start()
+    expiry = asyncio.create_task(_expire_periodically(intake), name="late-buffer-expiry")
+    state.started = True
+    yield
+    grace = state.begin_drain(app[CONFIG].pipeline.drain_grace_period)
+    expiry.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await expiry
+    await pipeline.stop(grace=grace)
+    intake.close()
+
+
+async def _expire_periodically(intake: Intake) -> None:
+    while True:
+        await asyncio.sleep(EXPIRE_INTERVAL)
+        intake.expire()
+
+
+async def serve(config: Config, *, host: str, port: int) -> None:
+    """Serve until SIGTERM/SIGINT, then drain as described in the module docstring."""
+    app = create_app(config)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host or None, port)
+    try:
+        await site.start()
+    except OSError as error:
+        await runner.cleanup()
+        raise RuntimeError(f"cannot listen on {host}:{port}: {error.strerror}") from error
+    log.info("listening on %s:%d with config %s", host or "*", port, config.source)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+    await _drain(app)
+    await runner.cleanup()
+    log.info("stopped")
+
+
+async def _drain(app: web.Application) -> None:
+    """Refuse ingest and wait for the queue while the listener still serves /metrics."""
+    grace = app[STATE].begin_drain(app[CONFIG].pipeline.drain_grace_period)
+    log.info("draining the scoring queue for up to %gs", grace)
+    started = time.monotonic()
+    drained = await app[PIPELINE].drain(grace)
+    log.info(
+        "queue %s after %.1fs",
+        "drained" if drained else "not drained",
+        time.monotonic() - started,
+    )

@@ -1,0 +1,42 @@
+"""Typed application state shared by handlers (aiohttp ``AppKey``s)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from exporter.config.model import Config
+from exporter.ingest.intake import Intake
+from exporter.metrics import Metrics
+from exporter.pipeline import Pipeline
+
+__all__ = ["CONFIG", "INTAKE", "METRICS", "PIPELINE", "REGISTRY", "STATE", "AppState"]
+
+
+@dataclass(slots=True)
+class AppState:
+    """What readiness depends on."""
+
+    started: bool = False
+    draining: bool = False
+    #: ``time.monotonic()`` by which draining must end, once it has begun.
+    drain_deadline: float | None = None
+
+    def begin_drain(self, grace: float) -> float:
+        """Start draining (idempotent); return the seconds of grace left."""
+        now = time.monotonic()
+        if self.drain_deadline is None:
+            self.drain_deadline = now + grace
+        self.draining = True
+        return max(0.0, self.drain_deadline - now)
+
+
+CONFIG = web.AppKey("config", Config)
+METRICS = web.AppKey("metrics", Metrics)
+REGISTRY = web.AppKey("registry", CollectorRegistry)
+INTAKE = web.AppKey("intake", Intake)
+PIPELINE = web.AppKey("pipeline", Pipeline)
+STATE = web.AppKey("state", AppState)

@@ -1,0 +1,157 @@
+"""Health, readiness, the OpenAPI document and the landing page."""
+
+from __future__ import annotations
+
+import functools
+import html
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from exporter._version import __version__
+from exporter.config.model import Config
+from exporter.model import Conversation, Feedback
+from exporter.web.keys import CONFIG, PIPELINE, STATE
+
+__all__ = ["healthy", "landing", "openapi", "openapi_document", "ready"]
+
+
+async def healthy(request: web.Request) -> web.Response:
+    """Answer 200 while the process runs (liveness)."""
+    return web.Response(text="Healthy.\n")
+
+
+async def ready(request: web.Request) -> web.Response:
+    """Answer 200 when the config is loaded, workers run and we are not draining."""
+    state, pipeline = request.app[STATE], request.app[PIPELINE]
+    if state.draining:
+        return web.Response(status=503, text="Draining.\n")
+    if not (state.started and pipeline.running):
+        return web.Response(status=503, text="Starting.\n")
+    return web.Response(text="Ready.\n")
+
+
+async def openapi(request: web.Request) -> web.Response:
+    """Serve the OpenAPI 3.1 document (its schemas are the ones ingest validates with)."""
+    return web.json_response(openapi_document())
+
+
+@functools.cache
+def openapi_document() -> dict[str, Any]:
+    """Return the OpenAPI document, with schemas generated from the decoding structs."""
+    (conversation, feedback), components = msgspec.json.schema_components(
+        (Conversation, Feedback), ref_template="#/components/schemas/{name}"
+    )
+    error = {
+        "type": "object",
+        "required": ["error"],
+        "properties": {"error": {"type": "string"}, "detail": {}},
+    }
+    components["Error"] = error
+    errors = {
+        str(code): {"description": text, "content": _json({"$ref": "#/components/schemas/Error"})}
+        for code, text in (
+            (400, "Malformed JSON or a schema violation; `detail` says where."),
+            (401, "Missing or wrong bearer token."),
+            (413, "Body or batch over the configured limit."),
+            (415, "Unsupported content type."),
+            (503, "Draining for shutdown."),
+        )
+    }
+    batch = {"oneOf": [conversation, {"type": "array", "items": conversation}]}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "agent-quality-exporter", "version": __version__},
+        "paths": {
+            "/v1/conversations": {
+                "post": {
+                    "summary": "Send finished conversations (object, array or NDJSON; gzip ok).",
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {"schema": batch},
+                            "application/x-ndjson": {"schema": conversation},
+                        },
+                    },
+                    "responses": {"202": _accepted_response(), **errors},
+                }
+            },
+            "/v1/feedback": {
+                "post": {
+                    "summary": "Send a late signal for a conversation already sent.",
+                    "requestBody": {"required": True, "content": _json(feedback)},
+                    "responses": {"202": {"description": "Applied."}, **errors},
+                }
+            },
+        },
+        "components": {
+            "schemas": components,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+    }
+
+
+def _json(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"application/json": {"schema": schema}}
+
+
+def _accepted_response() -> dict[str, Any]:
+    counts = {
+        "type": "object",
+        "required": ["accepted", "sampled", "dropped"],
+        "properties": {
+            name: {"type": "integer", "minimum": 0}
+            for name in ("accepted", "sampled", "dropped", "rejected_count")
+        }
+        | {"rejected": {"type": "array", "items": {"type": "object"}}},
+    }
+    return {"description": "Accepted; scoring happens later.", "content": _json(counts)}
+
+
+async def landing(request: web.Request) -> web.Response:
+    """Serve a small page linking to the endpoints, with the running config's summary."""
+    config, pipeline = request.app[CONFIG], request.app[PIPELINE]
+    body = _LANDING.format(
+        version=html.escape(__version__),
+        summary=_summary(config),
+        ready="draining" if request.app[STATE].draining else "ready",
+        idle="idle" if pipeline.idle else "scoring",
+    )
+    return web.Response(text=body, content_type="text/html")
+
+
+def _summary(config: Config) -> str:
+    rows = [
+        ("config", config.source),
+        ("config digest", config.digest),
+        ("agents", ", ".join(config.agents) or "(none listed: all are 'other')"),
+        ("dimensions", ", ".join(d.name for d in config.dimensions)),
+        ("scorers", ", ".join(s.name for s in config.scorers)),
+        (
+            "sampling",
+            f"base {config.sampling.base_rate:g}, boost {config.sampling.boost_rate:g}",
+        ),
+        ("queue", f"{config.pipeline.queue_size} slots, {config.pipeline.workers} workers"),
+    ]
+    return "\n".join(
+        f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in rows
+    )
+
+
+_LANDING = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>agent-quality-exporter</title>
+<style>body{{font-family:system-ui,sans-serif;margin:2rem;max-width:60rem}}
+th{{text-align:left;padding-right:1rem}}</style></head>
+<body><h1>agent-quality-exporter {version}</h1>
+<p>Status: {ready}, {idle}.</p>
+<ul>
+<li><a href="/metrics">/metrics</a> (Prometheus exposition)</li>
+<li><a href="/-/healthy">/-/healthy</a>, <a href="/-/ready">/-/ready</a></li>
+<li><a href="/openapi.json">/openapi.json</a> (ingest API and conversation schema)</li>
+<li><code>POST /v1/conversations</code>, <code>POST /v1/feedback</code></li>
+</ul>
+<h2>Running config</h2><table>
+{summary}
+</table></body></html>
+"""
