@@ -25,7 +25,14 @@ from prometheus_client.registry import Collector
 from exporter._version import __version__
 from exporter.config.model import OTHER_AGENT, Config, Dimension
 
-__all__ = ["JUDGE_VERDICTS", "PREFIX", "Metrics", "ScoreHistograms"]
+__all__ = [
+    "DATASET_DROP_REASONS",
+    "DATASET_ERROR_REASONS",
+    "JUDGE_VERDICTS",
+    "PREFIX",
+    "Metrics",
+    "ScoreHistograms",
+]
 
 PREFIX = "agent_quality"
 
@@ -48,6 +55,11 @@ _JUDGE_REQUEST_OUTCOMES = (
     "bad_response",
 )
 JUDGE_VERDICTS = ("confirmed", "rejected", "error", "skipped")
+
+#: Why a feedback dataset write failed: disk full, permissions, another writer's lock, other I/O.
+DATASET_ERROR_REASONS = ("no_space", "permission", "locked", "io")
+#: Why a selected record was lost: too many waiting (disk down), unencodable, left at shutdown.
+DATASET_DROP_REASONS = ("backlog_full", "encode", "shutdown")
 
 _SCORER_DURATION_BUCKETS = (0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
@@ -213,6 +225,23 @@ class Metrics:
         self.agent_cost = counter(
             "agent_cost_usd", "What the observed agents cost, from conversation usage.", ("agent",)
         )
+        # The feedback dataset (issue 7): written in a thread; prometheus_client is thread-safe.
+        self.dataset_records = counter(
+            "dataset_records", "Feedback dataset records written to disk.", ("agent",)
+        )
+        self.dataset_bytes = counter("dataset_bytes", "Bytes written to the feedback dataset.")
+        self.dataset_errors = counter(
+            "dataset_write_errors", "Failed feedback dataset writes, by reason.", ("reason",)
+        )
+        self.dataset_dropped = counter(
+            "dataset_dropped_records", "Selected records never written, by reason.", ("reason",)
+        )
+        self.dataset_duplicates = counter(
+            "dataset_duplicates", "Selected conversations already in the dataset (by id)."
+        )
+        self.dataset_rotations = counter(
+            "dataset_rotations", "Feedback dataset files finished and renamed."
+        )
         self.scorer_duration = Histogram(
             f"{PREFIX}_scorer_duration_seconds",
             "Time per scorer run.",
@@ -243,6 +272,13 @@ class Metrics:
         for reason in ("queue_full", "daily_budget", "shutdown"):
             self.dropped.labels(reason)
         self._initialise_judges(config)
+        if config.dataset.enabled:
+            for agent in config.agent_labels:
+                self.dataset_records.labels(agent)
+            for reason in DATASET_ERROR_REASONS:
+                self.dataset_errors.labels(reason)
+            for reason in DATASET_DROP_REASONS:
+                self.dataset_dropped.labels(reason)
         for scorer in config.scorers:
             self.scorer_duration.labels(scorer.name)
 

@@ -10,6 +10,7 @@ import functools
 import hashlib
 import json
 import os
+import re
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
@@ -25,10 +26,13 @@ from exporter.config.model import (
     AuthConfig,
     Config,
     ConfirmationConfig,
+    DatasetConfig,
+    DatasetSelection,
     Dimension,
     JudgeConfig,
     PipelineConfig,
     Price,
+    RedactionConfig,
     SamplingConfig,
     ScorerSpec,
     ServerConfig,
@@ -154,6 +158,56 @@ class _Builder:
             judges=MappingProxyType(judges),
             rubrics=MappingProxyType(dict(self.doc.get("rubrics") or {})),
             confirmation=self.confirmation(judges, scorers, {d.name for d in dimensions}),
+            dataset=self.dataset({d.name for d in dimensions}),
+        )
+
+    def dataset(self, declared: set[str]) -> DatasetConfig:
+        raw, path = self.doc["dataset"], "$.dataset"
+        select = raw["select"]
+        bad = select["bad_dimensions"]
+        if bad != "all":
+            for index, name in enumerate(bad):
+                if name not in declared:
+                    raise self.fail(
+                        f"{path}.select.bad_dimensions[{index}]",
+                        f"{name!r} is not a declared dimension",
+                    )
+        # Relative to the config file, as Prometheus resolves rule_files, so the daemon and
+        # `export-dataset --config.file` find the same directory from any working directory.
+        base = Path.cwd() if self.source.startswith("<") else Path(self.source).parent
+        return DatasetConfig(
+            enabled=raw["enabled"],
+            path=os.path.abspath(base / raw["path"]),
+            select=DatasetSelection(
+                bad_dimensions=None if bad == "all" else tuple(bad),
+                flags=frozenset(select["flags"]),
+                signals=frozenset(select["signals"]),
+                exclude_flags=frozenset(select["exclude_flags"]),
+            ),
+            flush_interval=parse_duration(raw["flush_interval"]),
+            max_pending_records=raw["max_pending_records"],
+            rotate_max_bytes=raw["rotation"]["max_bytes"],
+            rotate_max_age=parse_duration(raw["rotation"]["max_age"]),
+            dedup_max_ids=raw["dedup"]["max_ids"],
+            redaction=self.redaction(f"{path}.redaction", raw["redaction"]),
+        )
+
+    def redaction(self, path: str, raw: Mapping[str, Any]) -> RedactionConfig:
+        """Build a ``redaction:`` block (``$defs/redaction`` in the schema) found at ``path``."""
+        patterns: dict[str, str] = {}
+        for index, item in enumerate(raw.get("patterns") or ()):
+            where = f"{path}.patterns[{index}]"
+            if item["name"] in patterns or item["name"] in (raw.get("kinds") or ()):
+                raise self.fail(f"{where}.name", f"{item['name']!r} is already a redaction kind")
+            try:
+                re.compile(item["regex"])
+            except re.error as error:
+                raise self.fail(f"{where}.regex", f"not a valid regex: {error}") from error
+            patterns[item["name"]] = item["regex"]
+        return RedactionConfig(
+            enabled=raw.get("enabled", True),
+            kinds=tuple(raw.get("kinds") or ()),
+            patterns=MappingProxyType(patterns),
         )
 
     def server(self) -> ServerConfig:

@@ -13,10 +13,13 @@ __all__ = [
     "AuthConfig",
     "Config",
     "ConfirmationConfig",
+    "DatasetConfig",
+    "DatasetSelection",
     "Dimension",
     "JudgeConfig",
     "PipelineConfig",
     "Price",
+    "RedactionConfig",
     "SamplingConfig",
     "ScorerSpec",
     "ServerConfig",
@@ -182,6 +185,45 @@ class ConfirmationConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class RedactionConfig:
+    """Which personal data to replace with placeholders, plus the operator's own regexes."""
+
+    enabled: bool = True
+    kinds: tuple[str, ...] = ("email", "card", "ip", "phone")
+    patterns: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+
+@dataclass(frozen=True, slots=True)
+class DatasetSelection:
+    """Which scored conversations become feedback-dataset records.
+
+    ``bad_dimensions`` None means every declared dimension; a conversation is selected when any
+    listed dimension is bad, any ``flags`` or truthy ``signals`` is present, and no
+    ``exclude_flags`` is.
+    """
+
+    bad_dimensions: tuple[str, ...] | None = None
+    flags: frozenset[str] = frozenset({"confirmed_bad"})
+    signals: frozenset[str] = frozenset({"user_thumbs_down"})
+    exclude_flags: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class DatasetConfig:
+    """The feedback dataset: where, what, how often it is flushed and rotated, redaction."""
+
+    enabled: bool = False
+    path: str = "feedback-dataset"
+    select: DatasetSelection = DatasetSelection()
+    flush_interval: float = 5.0
+    max_pending_records: int = 10000
+    rotate_max_bytes: int = 64 * 1024 * 1024
+    rotate_max_age: float = 3600.0
+    dedup_max_ids: int = 100000
+    redaction: RedactionConfig = RedactionConfig()
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole validated configuration."""
 
@@ -196,6 +238,7 @@ class Config:
     judges: Mapping[str, JudgeConfig] = field(default_factory=lambda: MappingProxyType({}))
     rubrics: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     confirmation: ConfirmationConfig = ConfirmationConfig()
+    dataset: DatasetConfig = DatasetConfig()
 
     def dimension(self, name: str) -> Dimension | None:
         """Return the dimension called ``name``, if declared."""
