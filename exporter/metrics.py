@@ -29,6 +29,9 @@ __all__ = [
     "DATASET_DROP_REASONS",
     "DATASET_ERROR_REASONS",
     "JUDGE_VERDICTS",
+    "OTLP_DROP_REASONS",
+    "OTLP_SPAN_OUTCOMES",
+    "OTLP_TRIGGERS",
     "PREFIX",
     "Metrics",
     "ScoreHistograms",
@@ -55,6 +58,15 @@ _JUDGE_REQUEST_OUTCOMES = (
     "bad_response",
 )
 JUDGE_VERDICTS = ("confirmed", "rejected", "error", "skipped")
+
+#: What became of an OTLP span: kept for its conversation, not GenAI, after its conversation
+#: was complete, or refused (malformed ids).
+OTLP_SPAN_OUTCOMES = ("accepted", "ignored", "late", "rejected")
+#: What completed a conversation assembled from spans.
+OTLP_TRIGGERS = ("root_span", "idle", "max_age", "shutdown")
+#: `dropped_total` reasons of partial conversations: buffer over its bounds, spans without any
+#: message content, an assembly the conversation schema refuses.
+OTLP_DROP_REASONS = ("otlp_buffer_full", "otlp_no_messages", "otlp_invalid")
 
 #: Why a feedback dataset write failed: disk full, permissions, another writer's lock, other I/O.
 DATASET_ERROR_REASONS = ("no_space", "permission", "locked", "io")
@@ -183,6 +195,12 @@ class Metrics:
             "rejected", "Ingested items rejected, by endpoint and reason.", ("endpoint", "reason")
         )
         self.feedback = counter("feedback", "Late feedback signals by outcome.", ("outcome",))
+        self.otlp_spans = counter("otlp_spans", "OTLP spans received, by outcome.", ("outcome",))
+        self.otlp_conversations = counter(
+            "otlp_conversations",
+            "Conversations assembled from OTLP spans, by what completed them.",
+            ("trigger",),
+        )
         self.judge_tokens = counter(
             "judge_tokens", "LLM judge tokens.", ("judge", "direction")
         )
@@ -269,8 +287,12 @@ class Metrics:
             for scorer in config.scorers:
                 for outcome in ("ok", "error", "timeout"):
                     self.evaluations.labels(agent, scorer.name, outcome)
-        for reason in ("queue_full", "daily_budget", "shutdown"):
+        for reason in ("queue_full", "daily_budget", "shutdown", *OTLP_DROP_REASONS):
             self.dropped.labels(reason)
+        for outcome in OTLP_SPAN_OUTCOMES:
+            self.otlp_spans.labels(outcome)
+        for trigger in OTLP_TRIGGERS:
+            self.otlp_conversations.labels(trigger)
         self._initialise_judges(config)
         if config.dataset.enabled:
             for agent in config.agent_labels:
