@@ -1,0 +1,25 @@
+"""Scorers: the built-in deterministic checks, user plugins, and the registry that builds them.
+
+Built-ins are ordinary implementations of ``exporter.types.Scorer``, exactly as a plugin
+would be. Another scorer type (the LLM judge) plugs in with ``register_scorer_type``.
+"""
+
+from exporter.scoring._options import ScorerOptions, is_set
+from exporter.scoring._registry import (
+    ScorerFactory,
+    build_scorers,
+    register_scorer_type,
+    scorer_types,
+)
+from exporter.scoring.pii import PiiMatch, find_pii
+
+__all__ = [
+    "PiiMatch",
+    "ScorerFactory",
+    "ScorerOptions",
+    "build_scorers",
+    "find_pii",
+    "is_set",
+    "register_scorer_type",
+    "scorer_types",
+]

@@ -1,0 +1,93 @@
+"""Scorer types by name, and the one function that builds the configured scorers."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Final, TypeAlias
+
+from exporter.config.model import Config, ScorerSpec
+from exporter.exceptions import ConfigError
+from exporter.scoring import _answer, _conversation, _plugin
+from exporter.types import Scorer
+
+__all__ = ["ScorerFactory", "build_scorers", "register_scorer_type", "scorer_types"]
+
+#: Builds one scorer from its entry and the whole config. Factories run once at start-up; they
+#: raise ``ConfigError`` with a path relative to the entry (``$.max_chars``) for bad options,
+#: and acquire connections lazily (in the first ``score``), so a later failing entry leaks none.
+ScorerFactory: TypeAlias = Callable[[ScorerSpec, Config], Scorer]
+
+_FACTORIES: dict[str, ScorerFactory] = {
+    "tool_success": _conversation.tool_success,
+    "final_answer": _conversation.final_answer,
+    "user_feedback": _conversation.user_feedback,
+    "passthrough": _conversation.passthrough,
+    "refusal": _answer.refusal,
+    "pii": _answer.pii,
+    "json_validity": _answer.json_validity,
+    "answer_length": _answer.answer_length,
+    "plugin": _plugin.plugin,
+}
+
+# Types whose module registers them when imported: heavy dependencies load only when used.
+_LAZY: Final[dict[str, str]] = {"llm_judge": "exporter.scoring.judge"}
+
+
+def register_scorer_type(type_name: str, factory: ScorerFactory, *, replace: bool = False) -> None:
+    """Make ``type_name`` in a ``scorers`` entry build its scorer with ``factory``."""
+    if type_name in _FACTORIES and not replace and _FACTORIES[type_name] is not factory:
+        raise ValueError(f"scorer type {type_name!r} is already registered")
+    _FACTORIES[type_name] = factory
+
+
+def scorer_types() -> tuple[str, ...]:
+    """Return the registered scorer type names."""
+    return tuple(_FACTORIES)
+
+
+def build_scorers(config: Config) -> list[Scorer]:
+    """Build the configured scorers in order; raise ``ConfigError`` naming ``$.scorers[i]``."""
+    scorers: list[Scorer] = []
+    for index, spec in enumerate(config.scorers):
+        where = f"$.scorers[{index}]"
+        factory = _factory(spec.type, config, where)
+        try:
+            scorer = factory(spec, config)
+        except ConfigError as error:
+            # Factories name keys relative to their entry; say where the entry is.
+            raise ConfigError(
+                error.message, source=config.source, path=where + error.path.removeprefix("$")
+            ) from error
+        if not isinstance(getattr(scorer, "name", None), str) or not callable(
+            getattr(scorer, "score", None)
+        ):
+            raise ConfigError(
+                f"the {spec.type!r} factory returned {type(scorer).__name__}, not a Scorer",
+                source=config.source,
+                path=where,
+            )
+        scorers.append(scorer)
+    return scorers
+
+
+def _factory(type_name: str, config: Config, where: str) -> ScorerFactory:
+    factory = _FACTORIES.get(type_name)
+    if factory is None and type_name in _LAZY:
+        try:
+            importlib.import_module(_LAZY[type_name])
+        except ImportError as error:
+            raise ConfigError(
+                f"scorer type {type_name!r} is not available: {error}",
+                source=config.source,
+                path=f"{where}.type",
+            ) from error
+        factory = _FACTORIES.get(type_name)
+    if factory is None:
+        known = ", ".join(sorted({*_FACTORIES, *_LAZY}))
+        raise ConfigError(
+            f"unknown scorer type {type_name!r} (expected one of {known})",
+            source=config.source,
+            path=f"{where}.type",
+        )
+    return factory
