@@ -1,0 +1,495 @@
+"""Tests for the sampler: stable hash, rates, boost triggers, daily budget and min-fill pace."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import math
+import os
+import random
+import subprocess
+import sys
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+from freezegun import freeze_time
+
+import exporter.sampling
+from exporter.config import SamplingConfig, load_config
+from exporter.model import Conversation, Message, Usage
+from exporter.sampling import (
+    HASH_SPACE,
+    SAMPLED_REASONS,
+    Sampler,
+    Verdict,
+    rate_threshold,
+    stable_hash,
+)
+
+N_IDS = 100_000
+
+
+def make_config(**overrides: Any) -> SamplingConfig:
+    """Return a sampling config with no daily budget, changed by ``overrides``."""
+    base = SamplingConfig(
+        base_rate=0.05,
+        boost_rate=0.25,
+        trigger_signals=frozenset({"user_thumbs_down", "escalation_requested"}),
+        trigger_tool_error=True,
+        trigger_min_total_tokens=8000,
+        min_daily_samples=0,
+        max_daily_samples=None,
+        late_max_conversations=100,
+        late_max_bytes=1 << 20,
+        late_max_age=60.0,
+    )
+    return dataclasses.replace(base, **overrides)
+
+
+def make_conversation(conversation_id: str = "c-1", **fields: Any) -> Conversation:
+    """Return a small conversation without any boost trigger unless ``fields`` add one."""
+    fields.setdefault(
+        "messages",
+        [
+            Message(role="user", content="Where is my order?"),
+            Message(role="assistant", content="Tomorrow."),
+        ],
+    )
+    return Conversation(id=conversation_id, agent="support-bot", **fields)
+
+
+def utc(text: str) -> float:
+    """Return the epoch seconds of an ISO 8601 time with an offset."""
+    return dt.datetime.fromisoformat(text).timestamp()
+
+
+def sequential_ids() -> list[str]:
+    """Return ids like an agent's counter would produce."""
+    return [f"conv-{i}" for i in range(N_IDS)]
+
+
+def uuid_ids() -> list[str]:
+    """Return random-looking UUID ids, reproducibly."""
+    rng = random.Random(20261126)
+    return [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(N_IDS)]
+
+
+def within_sigmas(observed: int, *, n: int, p: float, sigmas: float = 5.0) -> bool:
+    """Say whether a binomial count is within ``sigmas`` standard deviations of ``n * p``."""
+    return abs(observed - n * p) <= sigmas * math.sqrt(n * p * (1 - p))
+
+
+# A child process that prints the hash and verdict of every id it reads on stdin.
+_CHILD = """
+import json, sys
+from exporter.config import SamplingConfig
+from exporter.model import Conversation, Message
+from exporter.sampling import Sampler, stable_hash
+
+fields = json.loads(sys.argv[1])
+config = SamplingConfig(**fields, trigger_signals=frozenset({"user_thumbs_down"}))
+sampler = Sampler(config)
+out = []
+for index, cid in enumerate(json.load(sys.stdin)):
+    signals = {"user_thumbs_down": index % 2 == 0}
+    conversation = Conversation(id=cid, agent="a", messages=[Message(role="user")], signals=signals)
+    out.append([stable_hash(cid), sampler.decide(conversation).reason])
+json.dump(out, sys.stdout)
+"""
+
+
+def decisions_here(config: SamplingConfig, ids: list[str]) -> list[list[Any]]:
+    """Return ``[hash, reason]`` per id, decided in this process as the child does."""
+    sampler = Sampler(config)
+    out = []
+    for index, cid in enumerate(ids):
+        signals: dict[str, Any] = {"user_thumbs_down": index % 2 == 0}
+        conversation = Conversation(
+            id=cid, agent="a", messages=[Message(role="user")], signals=signals
+        )
+        out.append([stable_hash(cid), sampler.decide(conversation).reason])
+    return out
+
+
+def decisions_in_child(
+    config: SamplingConfig, ids: list[str], *, hash_seed: str
+) -> list[list[Any]]:
+    """Return ``[hash, reason]`` per id, decided by a fresh interpreter with ``hash_seed``."""
+    fields = dataclasses.asdict(config)
+    del fields["trigger_signals"]
+    root = str(Path(exporter.sampling.__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONHASHSEED": hash_seed}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+    result = subprocess.run(
+        [sys.executable, "-c", _CHILD, json.dumps(fields)],
+        input=json.dumps(ids),
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=True,
+    )
+    decided: list[list[Any]] = json.loads(result.stdout)
+    return decided
+
+
+class TestStableHash:
+    def test_pinned_value(self) -> None:
+        """The hash of a known id never changes: replicas on different versions must agree."""
+        assert stable_hash("c-7f3a") == 0x5FBF97BD6502C33A
+        assert stable_hash("") == 16476032584258269876
+
+    def test_range(self) -> None:
+        """Hashes are 64-bit unsigned integers."""
+        values = [stable_hash(f"id-{i}") for i in range(10_000)]
+        assert all(0 <= v < HASH_SPACE for v in values)
+        assert max(values) > HASH_SPACE // 2 > min(values)
+
+    def test_unicode_and_lone_surrogate(self) -> None:
+        """Non-ASCII ids hash, and an id with a lone surrogate hashes instead of raising."""
+        assert stable_hash("gespräch-1") != stable_hash("gesprach-1")
+        assert 0 <= stable_hash("bad-\ud800-id") < HASH_SPACE
+
+    def test_same_decisions_across_processes(self) -> None:
+        """Two interpreters with different PYTHONHASHSEED decide exactly as this one does."""
+        config = make_config(base_rate=0.1, boost_rate=0.5)
+        ids = [f"conv-{i}" for i in range(5000)]
+        here = decisions_here(config, ids)
+        assert decisions_in_child(config, ids, hash_seed="1") == here
+        assert decisions_in_child(config, ids, hash_seed="4242") == here
+        # The comparison is not vacuous: every outcome appears.
+        assert {reason for _, reason in here} == {"base", "boost", None}
+
+
+class TestRateThreshold:
+    def test_edges_are_exact(self) -> None:
+        """Rate 0 is the bound nothing is below; rate 1 the bound everything is below."""
+        assert rate_threshold(0.0) == 0
+        assert rate_threshold(1.0) == HASH_SPACE
+        assert rate_threshold(0.5) == HASH_SPACE // 2
+
+    def test_just_below_one_stays_below_the_space(self) -> None:
+        """The largest rate below 1 does not round up to sampling everything."""
+        assert rate_threshold(math.nextafter(1.0, 0.0)) < HASH_SPACE
+
+    @pytest.mark.parametrize("rate", [-0.01, 1.01, math.nan])
+    def test_out_of_range(self, rate: float) -> None:
+        """A rate outside [0, 1] is refused with the value in the message."""
+        with pytest.raises(ValueError, match="within"):
+            rate_threshold(rate)
+
+
+class TestRates:
+    @pytest.mark.parametrize("ids", [sequential_ids, uuid_ids], ids=["sequential", "uuid"])
+    def test_base_rate_within_bounds(self, ids: Any) -> None:
+        """Over 100k ids without triggers the base rate is met within 5 sigma, and nothing else."""
+        sampler = Sampler(make_config())
+        template = make_conversation()
+        reasons = Counter(
+            sampler.decide(msgspec.structs.replace(template, id=cid)).reason for cid in ids()
+        )
+        assert set(reasons) == {"base", None}
+        assert within_sigmas(reasons["base"], n=N_IDS, p=0.05)
+
+    @pytest.mark.parametrize("ids", [sequential_ids, uuid_ids], ids=["sequential", "uuid"])
+    def test_boost_rate_within_bounds(self, ids: Any) -> None:
+        """Over 100k triggered ids, base and boost together meet boost_rate within 5 sigma."""
+        sampler = Sampler(make_config())
+        template = make_conversation(signals={"user_thumbs_down": True})
+        reasons = Counter(
+            sampler.decide(msgspec.structs.replace(template, id=cid)).reason for cid in ids()
+        )
+        assert within_sigmas(reasons["base"], n=N_IDS, p=0.05)
+        assert within_sigmas(reasons["boost"], n=N_IDS, p=0.20)
+        assert within_sigmas(reasons["base"] + reasons["boost"], n=N_IDS, p=0.25)
+        assert sampler.sampled_today == reasons["base"] + reasons["boost"]
+
+    def test_decision_follows_the_thresholds(self) -> None:
+        """Each id's reason is exactly what its hash says: base below the base bound, and so on."""
+        sampler = Sampler(make_config())
+        template = make_conversation(signals={"escalation_requested": True})
+        base, boost = rate_threshold(0.05), rate_threshold(0.25)
+        for cid in (f"x{i}" for i in range(20_000)):
+            h = stable_hash(cid)
+            expected = "base" if h < base else "boost" if h < boost else None
+            assert sampler.decide(msgspec.structs.replace(template, id=cid)).reason == expected
+
+    def test_rate_one_samples_everything(self) -> None:
+        """base_rate 1.0 samples every id."""
+        sampler = Sampler(make_config(base_rate=1.0, boost_rate=1.0))
+        template = make_conversation()
+        assert all(
+            sampler.decide(msgspec.structs.replace(template, id=f"a{i}")).reason == "base"
+            for i in range(20_000)
+        )
+
+    def test_boost_rate_one_samples_every_triggered(self) -> None:
+        """boost_rate 1.0 samples every triggered id, and base_rate 0 none as base."""
+        sampler = Sampler(make_config(base_rate=0.0, boost_rate=1.0))
+        template = make_conversation(signals={"user_thumbs_down": True})
+        assert all(
+            sampler.decide(msgspec.structs.replace(template, id=f"a{i}")).reason == "boost"
+            for i in range(20_000)
+        )
+
+    def test_rate_zero_samples_nothing(self) -> None:
+        """Both rates 0 sample nothing, even with every trigger holding."""
+        sampler = Sampler(make_config(base_rate=0.0, boost_rate=0.0))
+        template = make_conversation(
+            signals={"user_thumbs_down": True}, usage=Usage(input_tokens=10**6)
+        )
+        assert not any(
+            sampler.decide(msgspec.structs.replace(template, id=f"a{i}")).sampled
+            for i in range(20_000)
+        )
+        assert sampler.sampled_today == 0
+
+    def test_base_wins_over_boost(self) -> None:
+        """An id under the base bound is counted as base even when a trigger holds."""
+        sampler = Sampler(make_config(base_rate=1.0, boost_rate=1.0))
+        conversation = make_conversation(signals={"user_thumbs_down": True})
+        assert sampler.decide(conversation) == Verdict("base")
+
+    def test_invalid_rate_refused(self) -> None:
+        """A config built around the schema with a rate above 1 is refused."""
+        with pytest.raises(ValueError):
+            Sampler(make_config(boost_rate=1.5))
+
+    def test_default_config(self) -> None:
+        """The embedded default config samples by its documented rates and triggers."""
+        config = load_config(None).sampling
+        assert (config.base_rate, config.boost_rate) == (0.05, 0.25)
+        midnight = utc("2026-11-26T00:00:00+00:00")  # min-fill's target is still 0
+        sampler = Sampler(config, clock=lambda: midnight)
+        hashes = {cid: stable_hash(cid) for cid in (f"d{i}" for i in range(1000))}
+        between = next(
+            c for c, h in hashes.items() if rate_threshold(0.05) <= h < rate_threshold(0.25)
+        )
+        above = next(c for c, h in hashes.items() if h >= rate_threshold(0.25))
+        thumbs_down = {"user_thumbs_down": True}
+        assert sampler.decide(make_conversation(between, signals=thumbs_down)).reason == "boost"
+        assert sampler.decide(make_conversation(between)).reason is None
+        assert sampler.decide(make_conversation(above, signals=thumbs_down)).reason is None
+
+
+class TestVerdict:
+    @pytest.mark.parametrize(
+        ("reason", "sampled"),
+        [
+            ("base", True),
+            ("boost", True),
+            ("min_fill", True),
+            ("daily_budget", False),
+            (None, False),
+        ],
+    )
+    def test_sampled(self, reason: str | None, sampled: bool) -> None:
+        """Only the three sampled reasons say sampled."""
+        assert Verdict(reason).sampled is sampled
+
+    def test_reasons_match_the_metric_labels(self) -> None:
+        """The sampled reasons are the SPEC's labels of agent_quality_sampled_total."""
+        assert {"base", "boost", "min_fill"} == SAMPLED_REASONS
+
+
+class TestTriggers:
+    """Boost triggers, with base 0 and boost 1 so a trigger alone decides."""
+
+    @pytest.fixture
+    def sampler(self) -> Sampler:
+        return Sampler(make_config(base_rate=0.0, boost_rate=1.0))
+
+    @pytest.mark.parametrize("name", ["user_thumbs_down", "escalation_requested"])
+    @pytest.mark.parametrize("value", [True, 1, "yes"])
+    def test_signal_truthy(self, sampler: Sampler, name: str, value: Any) -> None:
+        """A configured signal with a truthy value triggers a boost."""
+        conversation = make_conversation(signals={name: value})
+        assert sampler.has_boost_trigger(conversation)
+        assert sampler.decide(conversation).reason == "boost"
+
+    @pytest.mark.parametrize("value", [False, 0, "", None])
+    def test_signal_falsy(self, sampler: Sampler, value: Any) -> None:
+        """A configured signal with a falsy value does not trigger."""
+        conversation = make_conversation(signals={"user_thumbs_down": value})
+        assert not sampler.has_boost_trigger(conversation)
+        assert sampler.decide(conversation).reason is None
+
+    def test_unconfigured_signal(self, sampler: Sampler) -> None:
+        """A truthy signal that is not configured as a trigger does not trigger."""
+        assert not sampler.has_boost_trigger(make_conversation(signals={"angry_user": True}))
+
+    @pytest.mark.parametrize("error", [True, "HTTP 500 from lookup_order"])
+    def test_tool_error(self, sampler: Sampler, error: bool | str) -> None:
+        """A tool message with a truthy error (flag or message) triggers a boost."""
+        messages = [
+            Message(role="user", content="hi"),
+            Message(role="tool", tool_call_id="t1", content="{}", error=False),
+            Message(role="tool", tool_call_id="t2", content="{}", error=error),
+            Message(role="assistant", content="sorry"),
+        ]
+        conversation = make_conversation(messages=messages)
+        assert sampler.has_boost_trigger(conversation)
+        assert sampler.decide(conversation).reason == "boost"
+
+    @pytest.mark.parametrize("error", [False, None, ""])
+    def test_tool_without_error(self, sampler: Sampler, error: bool | str | None) -> None:
+        """Tool messages whose error is falsy do not trigger."""
+        messages = [Message(role="user"), Message(role="tool", content="{}", error=error)]
+        assert not sampler.has_boost_trigger(make_conversation(messages=messages))
+
+    def test_error_on_other_role(self, sampler: Sampler) -> None:
+        """An error field on a non-tool message is not a tool error."""
+        messages = [Message(role="user"), Message(role="assistant", content="x", error=True)]
+        assert not sampler.has_boost_trigger(make_conversation(messages=messages))
+
+    def test_tool_error_trigger_off(self) -> None:
+        """With trigger_tool_error off a failing tool does not trigger."""
+        sampler = Sampler(make_config(base_rate=0.0, boost_rate=1.0, trigger_tool_error=False))
+        messages = [Message(role="user"), Message(role="tool", content="{}", error=True)]
+        assert not sampler.has_boost_trigger(make_conversation(messages=messages))
+
+    @pytest.mark.parametrize(
+        ("usage", "triggered"),
+        [
+            (Usage(input_tokens=7000, output_tokens=1000), True),
+            (Usage(input_tokens=7000, output_tokens=999), False),
+            (Usage(output_tokens=9000), True),
+            (Usage(), False),
+            (None, False),
+        ],
+    )
+    def test_total_tokens(self, sampler: Sampler, usage: Usage | None, triggered: bool) -> None:
+        """input + output tokens at or over the threshold trigger; missing usage does not."""
+        conversation = make_conversation(usage=usage)
+        assert sampler.has_boost_trigger(conversation) is triggered
+
+    def test_token_trigger_off(self) -> None:
+        """Without a token threshold even a huge conversation does not trigger."""
+        sampler = Sampler(make_config(trigger_min_total_tokens=None))
+        assert not sampler.has_boost_trigger(make_conversation(usage=Usage(input_tokens=10**9)))
+
+    def test_no_trigger_configured(self) -> None:
+        """With no triggers configured nothing triggers."""
+        sampler = Sampler(
+            make_config(
+                trigger_signals=frozenset(), trigger_tool_error=False, trigger_min_total_tokens=None
+            )
+        )
+        messages = [Message(role="user"), Message(role="tool", error=True)]
+        conversation = make_conversation(
+            messages=messages, signals={"user_thumbs_down": True}, usage=Usage(input_tokens=10**6)
+        )
+        assert not sampler.has_boost_trigger(conversation)
+
+
+class TestDailyBudget:
+    def test_max_then_reset_at_utc_midnight(self) -> None:
+        """Past the day's max the verdict is daily_budget; at UTC midnight the count resets."""
+        sampler = Sampler(make_config(base_rate=1.0, boost_rate=1.0, max_daily_samples=10))
+        ids = (f"c{i}" for i in range(10_000))
+        with freeze_time("2026-11-26 23:59:58") as frozen:
+            reasons = [sampler.decide(make_conversation(next(ids))).reason for _ in range(15)]
+            assert reasons == ["base"] * 10 + ["daily_budget"] * 5
+            assert sampler.sampled_today == 10
+            frozen.move_to("2026-11-26 23:59:59.999")
+            assert sampler.decide(make_conversation(next(ids))) == Verdict("daily_budget")
+            frozen.move_to("2026-11-27 00:00:00")
+            assert sampler.sampled_today == 0
+            assert sampler.decide(make_conversation(next(ids))) == Verdict("base")
+            assert sampler.sampled_today == 1
+
+    def test_budget_counts_boosts(self) -> None:
+        """Boosted conversations use the same daily budget."""
+        sampler = Sampler(
+            make_config(base_rate=0.0, boost_rate=1.0, max_daily_samples=3), clock=lambda: 1e9
+        )
+        template = make_conversation(signals={"user_thumbs_down": True})
+        reasons = [
+            sampler.decide(msgspec.structs.replace(template, id=f"c{i}")).reason for i in range(5)
+        ]
+        assert reasons == ["boost"] * 3 + ["daily_budget"] * 2
+
+    def test_not_sampled_is_not_budget(self) -> None:
+        """A conversation that would not be sampled anyway stays None once the budget is spent."""
+        sampler = Sampler(
+            make_config(base_rate=0.0, boost_rate=0.0, max_daily_samples=1), clock=lambda: 1e9
+        )
+        assert [sampler.decide(make_conversation(f"c{i}")).reason for i in range(3)] == [None] * 3
+
+
+class TestMinFill:
+    """Min-fill pace with base and boost rates 0, so every sample is a min-fill."""
+
+    @staticmethod
+    def fill(sampler: Sampler, *, tries: int = 500) -> Counter[str | None]:
+        """Decide ``tries`` fresh conversations; return the reasons seen."""
+        return Counter(sampler.decide(make_conversation(f"fill-{i}")).reason for i in range(tries))
+
+    def test_pace_by_fraction_of_the_day(self) -> None:
+        """At 06:00 a minimum of 200 fills to 50; at 06:59:59 to 59, not a whole-hour 50."""
+        sampler = Sampler(make_config(base_rate=0.0, boost_rate=0.0, min_daily_samples=200))
+        with freeze_time("2026-11-26 06:00:00") as frozen:
+            assert self.fill(sampler) == {"min_fill": 50, None: 450}
+            assert sampler.sampled_today == 50
+            frozen.move_to("2026-11-26 06:59:59")
+            assert self.fill(sampler)["min_fill"] == 9
+            assert sampler.sampled_today == 59
+
+    def test_reset_across_utc_midnight(self) -> None:
+        """The count resets at UTC midnight; just after it the target is near zero again."""
+        sampler = Sampler(make_config(base_rate=0.0, boost_rate=0.0, min_daily_samples=200))
+        with freeze_time("2026-11-26 23:59:59") as frozen:
+            assert self.fill(sampler)["min_fill"] == 200
+            frozen.move_to("2026-11-27 00:00:00")
+            assert sampler.sampled_today == 0
+            assert self.fill(sampler)["min_fill"] == 0
+            frozen.move_to("2026-11-27 00:07:12")  # 0.5 % of the day: target 1.0
+            assert self.fill(sampler)["min_fill"] == 1
+            frozen.move_to("2026-11-27 00:07:13")
+            assert self.fill(sampler)["min_fill"] == 1
+            assert sampler.sampled_today == 2
+
+    def test_day_is_the_utc_day(self) -> None:
+        """06:00 at UTC+2 is 04:00 UTC: a third of 200 is due, not a quarter."""
+        now = utc("2026-11-26T06:00:00+02:00")
+        sampler = Sampler(
+            make_config(base_rate=0.0, boost_rate=0.0, min_daily_samples=200), clock=lambda: now
+        )
+        assert self.fill(sampler)["min_fill"] == 34
+
+    def test_base_samples_count_toward_the_pace(self) -> None:
+        """Conversations sampled by rate already fill the pace, so min-fill adds none."""
+        now = utc("2026-11-26T12:00:00+00:00")
+        sampler = Sampler(
+            make_config(base_rate=1.0, boost_rate=1.0, min_daily_samples=200), clock=lambda: now
+        )
+        assert self.fill(sampler, tries=150) == {"base": 150}
+
+    def test_min_fill_respects_the_max(self) -> None:
+        """Min-fill stops at the daily max, answering daily_budget past it."""
+        now = utc("2026-11-26T23:00:00+00:00")
+        sampler = Sampler(
+            make_config(
+                base_rate=0.0, boost_rate=0.0, min_daily_samples=200, max_daily_samples=100
+            ),
+            clock=lambda: now,
+        )
+        reasons = [sampler.decide(make_conversation(f"c{i}")).reason for i in range(110)]
+        assert reasons == ["min_fill"] * 100 + ["daily_budget"] * 10
+
+    def test_clock_stepped_back_is_a_new_day(self) -> None:
+        """A wall clock stepped back across midnight starts that day's count afresh."""
+        now = [utc("2026-11-27T00:00:01+00:00")]
+        sampler = Sampler(
+            make_config(base_rate=1.0, boost_rate=1.0, max_daily_samples=1), clock=lambda: now[0]
+        )
+        assert sampler.decide(make_conversation("a")).reason == "base"
+        assert sampler.decide(make_conversation("b")).reason == "daily_budget"
+        now[0] = utc("2026-11-26T23:59:59+00:00")
+        assert sampler.decide(make_conversation("c")).reason == "base"
+        assert sampler.sampled_today == 1
