@@ -30,6 +30,7 @@ from exporter.config.model import (
     DatasetSelection,
     Dimension,
     JudgeConfig,
+    OtlpConfig,
     PipelineConfig,
     Price,
     RedactionConfig,
@@ -159,6 +160,25 @@ class _Builder:
             rubrics=MappingProxyType(dict(self.doc.get("rubrics") or {})),
             confirmation=self.confirmation(judges, scorers, {d.name for d in dimensions}),
             dataset=self.dataset({d.name for d in dimensions}),
+            otlp=self.otlp(),
+        )
+
+    def otlp(self) -> OtlpConfig:
+        raw = self.doc["otlp"]
+        buffer = raw["buffer"]
+        idle, age = parse_duration(raw["idle_timeout"]), parse_duration(buffer["max_age"])
+        if idle <= 0:
+            raise self.fail("$.otlp.idle_timeout", "must be longer than 0s")
+        if idle >= age:
+            raise self.fail(
+                "$.otlp.idle_timeout", f"must be shorter than buffer.max_age ({buffer['max_age']})"
+            )
+        return OtlpConfig(
+            complete_on_root_span=raw["complete_on_root_span"],
+            idle_timeout=idle,
+            max_conversations=buffer["max_conversations"],
+            max_bytes=buffer["max_bytes"],
+            max_age=age,
         )
 
     def dataset(self, declared: set[str]) -> DatasetConfig:

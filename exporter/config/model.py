@@ -17,6 +17,7 @@ __all__ = [
     "DatasetSelection",
     "Dimension",
     "JudgeConfig",
+    "OtlpConfig",
     "PipelineConfig",
     "Price",
     "RedactionConfig",
@@ -135,6 +136,17 @@ class PipelineConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class OtlpConfig:
+    """OTLP/HTTP traces: when a conversation assembled from spans is complete, buffer bounds."""
+
+    complete_on_root_span: bool = True
+    idle_timeout: float = 30.0
+    max_conversations: int = 10000
+    max_bytes: int = 128 * 1024 * 1024
+    max_age: float = 600.0
+
+
+@dataclass(frozen=True, slots=True)
 class Price:
     """What a model costs, in USD per million input and output tokens."""
 
@@ -239,6 +251,7 @@ class Config:
     rubrics: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     confirmation: ConfirmationConfig = ConfirmationConfig()
     dataset: DatasetConfig = DatasetConfig()
+    otlp: OtlpConfig = OtlpConfig()
 
     def dimension(self, name: str) -> Dimension | None:
         """Return the dimension called ``name``, if declared."""
