@@ -70,7 +70,9 @@ def _parser(stderr: TextIO) -> _Parser:
         help="overrides server.listen_address (default 0.0.0.0:10340)",
     )
     run.add_argument("--log.level", dest="log_level", choices=LEVELS, default="info")
-    run.add_argument("--log.format", dest="log_format", choices=("logfmt", "json"), default="logfmt")
+    run.add_argument(
+        "--log.format", dest="log_format", choices=("logfmt", "json"), default="logfmt"
+    )
 
     generate = commands.add_parser(
         "generate", help="write Prometheus rules, Alertmanager config, dashboards", stderr=stderr
@@ -106,8 +108,11 @@ def run(argv: Sequence[str], stdout: TextIO, stderr: TextIO) -> int:
         return EXIT_USAGE
     match args.command:
         case "check-config":
-            print(f"{config.source}: ok ({len(config.dimensions)} dimensions, "
-                  f"{len(config.scorers)} scorers, digest {config.digest})", file=stdout)
+            print(
+                f"{config.source}: ok ({len(config.dimensions)} dimensions, "
+                f"{len(config.scorers)} scorers, digest {config.digest})",
+                file=stdout,
+            )
             return EXIT_OK
         case "generate":
             return _generate(config, args, stdout, stderr)
@@ -139,8 +144,10 @@ def _run_daemon(config: Config, args: argparse.Namespace, stderr: TextIO) -> int
     if args.listen_address is not None:
         match = _ADDRESS.match(args.listen_address)
         if match is None or int(match.group(2)) > 65535:
-            print(f"--web.listen-address: expected HOST:PORT, got {args.listen_address!r}",
-                  file=stderr)
+            print(
+                f"--web.listen-address: expected HOST:PORT, got {args.listen_address!r}",
+                file=stderr,
+            )
             return EXIT_USAGE
         host, port = match.group(1).strip("[]"), int(match.group(2))
     log.info("starting agent-quality-exporter %s", __version__)

@@ -58,7 +58,9 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(fields)
 
 
-def setup_logging(*, level: str = "info", fmt: str = "logfmt", stream: TextIO | None = None) -> None:
+def setup_logging(
+    *, level: str = "info", fmt: str = "logfmt", stream: TextIO | None = None
+) -> None:
     """Send every log record of the process to ``stream`` (stderr) in ``fmt``."""
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else LogfmtFormatter())

@@ -40,7 +40,7 @@ __all__ = [
 PREFIX = "agent_quality"
 
 # `_created` series double the series count and no rule or dashboard of ours reads them.
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped upstream
 
 #: Flags are named by scorer code, but a plugin could echo payload text: cap the distinct values.
 MAX_FLAG_VALUES = 64
@@ -169,18 +169,14 @@ class Metrics:
         def counter(name: str, doc: str, labels: tuple[str, ...] = ()) -> Counter:
             return Counter(f"{PREFIX}_{name}", doc, labels, registry=registry)
 
-        self.conversations = counter(
-            "conversations", "Conversations received.", ("agent",)
-        )
+        self.conversations = counter("conversations", "Conversations received.", ("agent",))
         self.not_sampled = counter(
             "not_sampled", "Conversations finally not chosen for scoring.", ("agent",)
         )
         self.sampled = counter(
             "sampled", "Conversations chosen for scoring, by reason.", ("agent", "reason")
         )
-        self.scored = counter(
-            "scored", "Conversations whose scoring finished.", ("agent",)
-        )
+        self.scored = counter("scored", "Conversations whose scoring finished.", ("agent",))
         self.dropped = counter("dropped", "Conversations not scored, by reason.", ("reason",))
         self.evaluations = counter(
             "evaluations", "Scorer runs by outcome.", ("agent", "scorer", "outcome")
@@ -201,9 +197,7 @@ class Metrics:
             "Conversations assembled from OTLP spans, by what completed them.",
             ("trigger",),
         )
-        self.judge_tokens = counter(
-            "judge_tokens", "LLM judge tokens.", ("judge", "direction")
-        )
+        self.judge_tokens = counter("judge_tokens", "LLM judge tokens.", ("judge", "direction"))
         self.judge_cost = counter("judge_cost_usd", "What LLM judging cost, in USD.", ("judge",))
         self.judge_calls = counter(
             "judge_calls", "Verdicts asked of an LLM judge, by outcome.", ("judge", "outcome")
@@ -268,7 +262,9 @@ class Metrics:
             registry=registry,
         )
         build_info = Gauge(
-            f"{PREFIX}_build_info", "Always 1; labels carry the version.", ("version",),
+            f"{PREFIX}_build_info",
+            "Always 1; labels carry the version.",
+            ("version",),
             registry=registry,
         )
         build_info.labels(__version__).set(1)

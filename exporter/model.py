@@ -111,7 +111,7 @@ _feedback_decoder = msgspec.json.Decoder(Feedback)
 
 
 def decode_conversation(data: bytes | memoryview) -> Conversation:
-    """Decode and validate one conversation; raise ``msgspec.ValidationError`` or ``DecodeError``."""
+    """Decode and validate one conversation; raise msgspec ``ValidationError``/``DecodeError``."""
     return _conversation_decoder.decode(data)
 
 

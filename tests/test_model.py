@@ -93,5 +93,7 @@ def test_decoder_and_shipped_schema_agree(document: dict[str, Any]) -> None:
 )
 def test_errors_name_the_field(change: dict[str, Any], where: str) -> None:
     """Validation errors carry the JSON path of the offending field."""
-    with pytest.raises(msgspec.ValidationError, match=r"at `" + where.replace("[", r"\[").replace("$", r"\$")):
+    with pytest.raises(
+        msgspec.ValidationError, match=r"at `" + where.replace("[", r"\[").replace("$", r"\$")
+    ):
         decode_conversation(json.dumps(conversation(**change)).encode())

@@ -106,7 +106,7 @@ def _validate(document: Any, source: str) -> None:
 
 def _describe(error: jsonschema.ValidationError) -> str:
     """Say what was expected at the error's path, in words a config author reads."""
-    expected = error.validator_value
+    expected: Any = error.validator_value
     match error.validator:
         case "additionalProperties":
             return f"unknown key: {error.message}"
@@ -255,7 +255,8 @@ class _Builder:
             token = os.environ.get(env)
             if not token:
                 raise self.fail(
-                    "$.server.auth.bearer_token_env", f"environment variable {env} is unset or empty"
+                    "$.server.auth.bearer_token_env",
+                    f"environment variable {env} is unset or empty",
                 )
             return token
         if file:
@@ -274,7 +275,9 @@ class _Builder:
         agents = tuple(self.doc.get("agents") or ())
         if OTHER_AGENT in agents:
             index = agents.index(OTHER_AGENT)
-            raise self.fail(f"$.agents[{index}]", f"{OTHER_AGENT!r} is reserved for unlisted agents")
+            raise self.fail(
+                f"$.agents[{index}]", f"{OTHER_AGENT!r} is reserved for unlisted agents"
+            )
         return agents
 
     def sampling(self) -> SamplingConfig:
@@ -325,7 +328,8 @@ class _Builder:
         for key, value in raw.items():
             if value is not None and not low <= value <= high:
                 raise self.fail(
-                    f"{path}.thresholds.{key}", f"{value:g} is outside the scale [{low:g}, {high:g}]"
+                    f"{path}.thresholds.{key}",
+                    f"{value:g} is outside the scale [{low:g}, {high:g}]",
                 )
         extra = tuple(float(b) for b in item.get("buckets") or ())
         return Dimension(

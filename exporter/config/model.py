@@ -269,7 +269,7 @@ class Config:
 def _nice_step(span: float) -> float:
     """Return a 1-2-5 step giving about ten buckets across ``span``."""
     raw = span / 10
-    magnitude = 10 ** math.floor(math.log10(raw))
+    magnitude = 10.0 ** math.floor(math.log10(raw))
     for factor in (1, 2, 5, 10):
         if raw <= factor * magnitude:
             return factor * magnitude

@@ -18,6 +18,8 @@ from exporter.model import Conversation, decode_conversation
 __all__ = ["Batch", "Rejection", "split_json", "split_ndjson"]
 
 _raw_list = msgspec.json.Decoder(list[msgspec.Raw])
+# msgspec recurses per nesting level; a hostile body can exhaust the interpreter's stack.
+_TOO_DEEP = "JSON nested too deeply"
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +59,8 @@ def split_json(body: bytes, *, max_items: int) -> Batch:
         raws = _raw_list.decode(body)
     except msgspec.DecodeError as error:
         raise InvalidPayload(f"malformed JSON: {error}", where="$") from error
+    except RecursionError as error:
+        raise InvalidPayload(_TOO_DEEP, where="$") from error
     except msgspec.ValidationError as error:
         raise InvalidPayload(str(error), where="$") from error
     _check_size(len(raws), max_items)
@@ -95,6 +99,8 @@ def _add(batch: Batch, index: int, raw: bytes, *, prefix: str) -> None:
         batch.rejected.append(Rejection(index, where, message))
     except msgspec.DecodeError as error:
         batch.rejected.append(Rejection(index, prefix, f"malformed JSON: {error}"))
+    except RecursionError:
+        batch.rejected.append(Rejection(index, prefix, _TOO_DEEP))
 
 
 def _locate(message: str, prefix: str) -> tuple[str, str]:

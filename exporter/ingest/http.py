@@ -83,10 +83,12 @@ def _answer(request: web.Request, batch: Batch) -> web.Response:
         metrics.rejected.labels("conversations", "invalid").inc(len(batch.rejected))
     listed = [r.as_dict() for r in batch.rejected[:MAX_LISTED_REJECTIONS]]
     if not batch.items:
+        first = batch.rejected[0]
+        message = first.error if len(batch) == 1 else "no valid conversation in the request"
         return error_body(
             400,
-            "no valid conversation in the request",
-            {"rejected": listed, "rejected_count": len(batch.rejected)},
+            message,
+            {"where": first.where, "rejected": listed, "rejected_count": len(batch.rejected)},
         )
     counts = request.app[INTAKE].accept(batch.items)
     result: dict[str, object] = {

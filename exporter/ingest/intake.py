@@ -74,7 +74,7 @@ class Intake:
         received: collections.Counter[str] = collections.Counter()
         sampled: collections.Counter[tuple[str, str]] = collections.Counter()
         left_buffer: list[str] = []
-        cost: collections.Counter[str] = collections.Counter()
+        cost: dict[str, float] = collections.defaultdict(float)
         budget_drops = queue_drops = 0
         for conversation, raw in items:
             agent = self._labels.get(conversation.agent, OTHER_AGENT)
@@ -103,7 +103,7 @@ class Intake:
         received: collections.Counter[str],
         sampled: collections.Counter[tuple[str, str]],
         left_buffer: list[str],
-        cost: collections.Counter[str],
+        cost: dict[str, float],
         budget_drops: int,
         queue_drops: int,
     ) -> None:
@@ -121,7 +121,7 @@ class Intake:
             self._metrics.dropped.labels("queue_full").inc(queue_drops)
 
     def feedback(self, feedback: Feedback) -> str:
-        """Apply a late signal; return the outcome (``sampled``, ``not_sampled``, ``unknown``...)."""
+        """Apply a late signal; return the outcome (``sampled``, ``not_sampled``, ``unknown``)."""
         outcome = self._feedback(feedback)
         self._metrics.feedback.labels(outcome).inc()
         return outcome

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from exporter.config.model import Config
 from exporter.metrics import Metrics
 from exporter.model import Conversation
-from exporter.types import Closeable, Confirmer, Evaluation, EvaluationSink, ScoreResult, Scorer
+from exporter.types import Closeable, Confirmer, Evaluation, EvaluationSink, Scorer, ScoreResult
 
 __all__ = ["Pipeline"]
 
@@ -93,10 +93,10 @@ class Pipeline:
             for i in range(self._config.pipeline.workers)
         ]
 
-    async def drain(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` seconds for the queue to empty; return whether it did."""
+    async def drain(self, within: float) -> bool:
+        """Wait up to ``within`` seconds for the queue to empty; return whether it did."""
         try:
-            await asyncio.wait_for(self._queue.join(), timeout)
+            await asyncio.wait_for(self._queue.join(), within)
         except TimeoutError:
             return False
         return True
@@ -170,9 +170,7 @@ class Pipeline:
             outcome = "error"
             log.warning("scorer %s failed on %r: %s", scorer.name, job.conversation.id, error)
         finally:
-            self._metrics.scorer_duration.labels(scorer.name).observe(
-                time.perf_counter() - started
-            )
+            self._metrics.scorer_duration.labels(scorer.name).observe(time.perf_counter() - started)
             self._metrics.evaluations.labels(job.agent, scorer.name, outcome).inc()
         return None
 

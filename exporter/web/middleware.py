@@ -21,7 +21,10 @@ def error_body(status: int, error: str, detail: object = None) -> web.Response:
 
 @web.middleware
 async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Turn aiohttp's plain-text HTTP errors (413 from the body limit, 404, 405) into JSON."""
+    """Turn aiohttp's plain-text HTTP errors (413 from the body limit, 404, 405) into JSON.
+
+    A bug of ours becomes a logged 500 with the same body shape, never a dropped connection.
+    """
     try:
         return await handler(request)
     except web.HTTPException as error:
@@ -32,6 +35,9 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
             if name in error.headers:
                 response.headers[name] = error.headers[name]
         return response
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error_body(500, "internal error", "the exporter logged the cause")
 
 
 def bearer_auth(token: str, *, protected: tuple[str, ...]) -> web.middleware:  # type: ignore[valid-type]

@@ -1,0 +1,166 @@
+"""Shared benchmark plumbing: servers pinned to one core, wrk on the other, parsed results."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SERVER_CPU, LOAD_CPU = "0", "1"
+
+
+def require(tool: str) -> str:
+    path = shutil.which(tool)
+    if path is None:
+        sys.exit(f"{tool} is needed: apt-get install -y {tool}")
+    return path
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _pinned(args: Sequence[str], cpu: str) -> list[str]:
+    if shutil.which("taskset") and (os.cpu_count() or 1) > 1:
+        return ["taskset", "-c", cpu, *args]
+    return list(args)
+
+
+@contextlib.contextmanager
+def server(
+    args: Sequence[str], *, port: int, ready_path: str = "/v1/conversations"
+) -> Iterator[int]:
+    """Run a server process pinned to SERVER_CPU until the block ends; yield its pid."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    process = subprocess.Popen(
+        _pinned(args, SERVER_CPU),
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/-/healthy", timeout=1)
+            break
+        except urllib.error.HTTPError:
+            break  # the bare server answers 404/405: it is up
+        except OSError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                process.kill()
+                raise RuntimeError(
+                    process.stderr.read().decode() if process.stderr else ""
+                ) from None
+            time.sleep(0.1)
+    try:
+        yield process.pid
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+_LUA = """
+local bodies = {}
+local n = 0
+for line in io.lines("%(path)s") do n = n + 1; bodies[n] = line end
+local i = 0
+request = function()
+  i = i %% n + 1
+  return wrk.format("POST", "/v1/conversations", {["Content-Type"] = "%(ctype)s"}, bodies[i])
+end
+"""
+
+
+def wrk(
+    port: int, bodies: Sequence[bytes], *, content_type: str, seconds: int, connections: int = 32
+) -> float:
+    """Run wrk (1 thread, pinned to LOAD_CPU) posting ``bodies`` round-robin; return req/s."""
+    require("wrk")
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "bodies.txt"
+        # One body per line: NDJSON bodies have their newlines escaped and restored in Lua.
+        data.write_bytes(b"\n".join(b.replace(b"\n", b"\\n") for b in bodies) + b"\n")
+        script = Path(tmp) / "post.lua"
+        lua = _LUA % {"path": data, "ctype": content_type}
+        if content_type == "application/x-ndjson":
+            lua = lua.replace("bodies[n] = line", 'bodies[n] = line:gsub("\\\\n", "\\n")')
+        script.write_text(lua)
+        result = subprocess.run(
+            _pinned(
+                [
+                    "wrk",
+                    "-t1",
+                    f"-c{connections}",
+                    f"-d{seconds}s",
+                    "-s",
+                    str(script),
+                    f"http://127.0.0.1:{port}",
+                ],
+                LOAD_CPU,
+            ),
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", result.stdout)
+    if errors:
+        raise RuntimeError(f"{errors.group(1)} failed requests:\n{result.stdout}")
+    match = re.search(r"Requests/sec:\s+([\d.]+)", result.stdout)
+    if match is None:
+        raise RuntimeError(result.stdout + result.stderr)
+    return float(match.group(1))
+
+
+def conversation(index: int) -> dict[str, object]:
+    """An ~800-byte conversation like the SPEC's example, with a distinct id."""
+    return {
+        "id": f"bench-{index:08d}",
+        "agent": "support-bot",
+        "model": "gpt-4.1-mini",
+        "messages": [
+            {"role": "user", "content": "Where is my order? It was supposed to arrive on Monday."},
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {"id": "t1", "name": "lookup_order", "arguments": '{"order": 1234}'}
+                ],
+            },
+            {
+                "role": "tool",
+                "tool_call_id": "t1",
+                "content": '{"status": "shipped", "eta": "tomorrow"}',
+                "error": False,
+            },
+            {"role": "assistant", "content": "Your order has shipped and arrives tomorrow."},
+        ],
+        "signals": {"user_thumbs_down": index % 50 == 0, "escalation_requested": False},
+        "usage": {"input_tokens": 850, "output_tokens": 120, "cost_usd": 0.0031},
+        "started_at": "2026-11-26T10:00:00Z",
+        "ended_at": "2026-11-26T10:00:09Z",
+        "metadata": {"channel": "web", "locale": "en-GB"},
+    }
+
+
+def encoded(index: int) -> bytes:
+    return json.dumps(conversation(index)).encode()
