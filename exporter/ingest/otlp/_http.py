@@ -1,0 +1,154 @@
+"""``POST /v1/traces``: OTLP/HTTP, answered as the OTLP specification says.
+
+200 with an ExportTraceServiceResponse (partial success naming refused spans), 400 with a
+google.rpc.Status for a body that does not decode, 503 with Retry-After while draining, all in
+the request's encoding; 415 for other content types (with the SPEC's JSON error body, since
+there is no OTLP encoding to answer in).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from aiohttp import web
+
+from exporter.config.model import Config
+from exporter.exceptions import InvalidPayload
+from exporter.ingest.intake import Intake
+from exporter.ingest.otlp._receiver import TraceReceiver
+from exporter.ingest.otlp._wire import (
+    INVALID_ARGUMENT,
+    UNAVAILABLE,
+    decode_request,
+    encode_response,
+    encode_status,
+    media_type,
+)
+from exporter.metrics import Metrics
+
+__all__ = ["RECEIVER", "setup"]
+
+log = logging.getLogger(__name__)
+
+RECEIVER = web.AppKey("otlp_receiver", TraceReceiver)
+#: Seconds between idle checks at most; shorter when the idle timeout is short.
+MAX_SWEEP_INTERVAL = 1.0
+
+
+class _Endpoint:
+    def __init__(
+        self,
+        *,
+        receiver: TraceReceiver,
+        metrics: Metrics,
+        max_body_bytes: int,
+        draining: Callable[[], bool],
+        read_body: Callable[..., Awaitable[bytes]],
+        error_body: Callable[..., web.Response],
+    ) -> None:
+        self.receiver = receiver
+        self.metrics = metrics
+        self.max_body_bytes = max_body_bytes
+        self.draining = draining
+        self.read_body = read_body
+        self.error_body = error_body
+
+    async def handle(self, request: web.Request) -> web.Response:
+        encoding = media_type(request.headers.get("Content-Type", ""))
+        if encoding is None:
+            self.metrics.rejected.labels("traces", "content_type").inc()
+            return self.error_body(
+                415,
+                "unsupported content type",
+                f"got {request.content_type!r}; send application/x-protobuf or application/json",
+            )
+        if self.draining():
+            response = _status(503, UNAVAILABLE, "shutting down; retry another replica", encoding)
+            response.headers["Retry-After"] = "5"
+            return response
+        body = await self.read_body(request, max_bytes=self.max_body_bytes)
+        try:
+            export = decode_request(body, encoding=encoding)
+        except InvalidPayload as error:
+            self.metrics.rejected.labels("traces", "malformed").inc()
+            return _status(400, INVALID_ARGUMENT, str(error), encoding)
+        result = self.receiver.export(export)
+        if result.rejected:
+            self.metrics.rejected.labels("traces", "invalid").inc(result.rejected)
+        payload = encode_response(
+            rejected=result.rejected, error_message=result.error_message, encoding=encoding
+        )
+        return web.Response(body=payload, content_type=encoding)
+
+
+def _status(status: int, code: int, message: str, encoding: str) -> web.Response:
+    payload = encode_status(code=code, message=message, encoding=encoding)
+    return web.Response(status=status, body=payload, content_type=encoding)
+
+
+def setup(app: web.Application, *, config: Config, intake: Intake, metrics: Metrics) -> None:
+    """Add ``POST /v1/traces`` and the background completion of idle conversations to ``app``.
+
+    Call it after the scoring pipeline's ``cleanup_ctx`` is registered: contexts exit in
+    reverse order, so what is left in the buffer at shutdown reaches a running pipeline.
+    """
+    # Imported here: exporter.web imports the app factory, which imports this package.
+    from exporter.ingest.http import read_body
+    from exporter.web.keys import STATE
+    from exporter.web.middleware import error_body
+
+    receiver = TraceReceiver(config=config.otlp, intake=intake, metrics=metrics)
+
+    def draining() -> bool:
+        state = app.get(STATE)
+        return state is not None and state.draining
+
+    endpoint = _Endpoint(
+        receiver=receiver,
+        metrics=metrics,
+        max_body_bytes=config.server.max_body_bytes,
+        draining=draining,
+        read_body=read_body,
+        error_body=error_body,
+    )
+    app[RECEIVER] = receiver
+    app.router.add_post("/v1/traces", endpoint.handle)
+    interval = min(MAX_SWEEP_INTERVAL, config.otlp.idle_timeout / 4)
+
+    async def completion(app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(
+            _complete_periodically(receiver, interval=interval, draining=draining),
+            name="otlp-completion",
+        )
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        receiver.flush()
+
+    app.cleanup_ctx.append(completion)
+
+
+async def _complete_periodically(
+    receiver: TraceReceiver, *, interval: float, draining: Callable[[], bool]
+) -> None:
+    """Complete idle conversations; when draining begins, complete all of them at once.
+
+    Flushing at the start of the drain, not at the end, gives the flushed conversations the
+    drain's grace period to be scored.
+    """
+    flushed = False
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            if draining():
+                if not flushed:
+                    receiver.flush()
+                    flushed = True
+            else:
+                receiver.sweep()
+        except Exception:  # a bug here must not stop completion for the daemon's lifetime
+            log.exception("completing OTLP conversations failed")

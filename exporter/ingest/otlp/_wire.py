@@ -1,0 +1,127 @@
+"""The OTLP/HTTP wire format: requests and responses in binary protobuf or JSON.
+
+OTLP/JSON is the protobuf JSON mapping with two exceptions handled here: trace and span ids are
+hex, not base64, and receivers must ignore unknown fields. Responses use the request's encoding.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import msgspec
+from google.protobuf import json_format
+from google.protobuf.message import DecodeError, Message
+from google.rpc.status_pb2 import Status
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+
+from exporter.exceptions import InvalidPayload
+
+__all__ = [
+    "JSON",
+    "PROTOBUF",
+    "decode_request",
+    "encode_response",
+    "encode_status",
+    "media_type",
+]
+
+PROTOBUF = "application/x-protobuf"
+JSON = "application/json"
+_ID_FIELDS = ("traceId", "spanId", "parentSpanId", "trace_id", "span_id", "parent_span_id")
+# google.rpc.Code values used in error bodies.
+INVALID_ARGUMENT, UNAVAILABLE = 3, 14
+
+
+def media_type(content_type: str) -> str | None:
+    """Return ``PROTOBUF`` or ``JSON`` for a Content-Type header, or None if unsupported."""
+    kind = content_type.partition(";")[0].strip().lower()
+    if kind in (PROTOBUF, "application/protobuf"):
+        return PROTOBUF
+    if kind == JSON:
+        return JSON
+    return None
+
+
+def decode_request(body: bytes, *, encoding: str) -> ExportTraceServiceRequest:
+    """Return the request in ``body``; raise ``InvalidPayload`` saying where it is broken."""
+    request = ExportTraceServiceRequest()
+    if encoding == PROTOBUF:
+        try:
+            request.ParseFromString(body)
+        except DecodeError as error:
+            raise InvalidPayload(
+                f"not an ExportTraceServiceRequest in protobuf: {error}"
+            ) from error
+        return request
+    try:
+        document = msgspec.json.decode(body)
+    except msgspec.DecodeError as error:
+        raise InvalidPayload(f"not JSON: {error}") from error
+    if not isinstance(document, dict):
+        raise InvalidPayload(f"expected a JSON object, got {type(document).__name__}")
+    _ids_to_base64(document)
+    try:
+        json_format.ParseDict(document, request, ignore_unknown_fields=True)
+    except json_format.ParseError as error:
+        raise InvalidPayload(f"not an ExportTraceServiceRequest in OTLP/JSON: {error}") from error
+    return request
+
+
+def _ids_to_base64(document: dict[str, Any]) -> None:
+    """Rewrite OTLP/JSON's hex ids in place as the base64 that ``json_format`` expects."""
+    for i, resource in enumerate(_items(document, "resourceSpans", "resource_spans")):
+        for j, scope in enumerate(_items(resource, "scopeSpans", "scope_spans")):
+            for k, span in enumerate(_items(scope, "spans")):
+                where = f"$.resourceSpans[{i}].scopeSpans[{j}].spans[{k}]"
+                _convert(span, where)
+                for n, link in enumerate(_items(span, "links")):
+                    _convert(link, f"{where}.links[{n}]")
+
+
+def _items(node: Any, *names: str) -> list[Any]:
+    if not isinstance(node, dict):
+        return []
+    for name in names:
+        value = node.get(name)
+        if isinstance(value, list):
+            return value
+    return []
+
+
+def _convert(node: Any, where: str) -> None:
+    if not isinstance(node, dict):
+        return
+    for name in _ID_FIELDS:
+        value = node.get(name)
+        if isinstance(value, str) and value:
+            try:
+                raw = bytes.fromhex(value)
+            except ValueError:
+                raise InvalidPayload(
+                    f"{value!r} is not a hex id", where=f"{where}.{name}"
+                ) from None
+            node[name] = base64.b64encode(raw).decode("ascii")
+
+
+def _encode(message: Message, encoding: str) -> bytes:
+    if encoding == JSON:
+        return json_format.MessageToJson(message, indent=None).encode()
+    return message.SerializeToString()
+
+
+def encode_response(*, rejected: int, error_message: str, encoding: str) -> bytes:
+    """Return an ExportTraceServiceResponse, with partial success when spans were rejected."""
+    response = ExportTraceServiceResponse()
+    if rejected or error_message:
+        response.partial_success.rejected_spans = rejected
+        response.partial_success.error_message = error_message
+    return _encode(response, encoding)
+
+
+def encode_status(*, code: int, message: str, encoding: str) -> bytes:
+    """Return a google.rpc.Status, the body of OTLP/HTTP error responses."""
+    return _encode(Status(code=code, message=message), encoding)
