@@ -1,0 +1,53 @@
+"""LLM-as-judge: first-tier ``llm_judge`` scorers and the second-tier confirmer.
+
+Importing this package registers the ``llm_judge`` scorer type.
+"""
+
+from exporter.scoring import register_scorer_type
+from exporter.scoring.judge._breaker import BreakerState, CircuitBreaker
+from exporter.scoring.judge._budget import DailyBudget
+from exporter.scoring.judge._build import build_confirmers, judge_client, make_judge_scorer
+from exporter.scoring.judge._client import Completion, JudgeClient, parse_retry_after
+from exporter.scoring.judge._confirm import CONFIRMED_FLAG, JudgeConfirmer
+from exporter.scoring.judge._errors import (
+    BreakerOpen,
+    InvalidVerdict,
+    JudgeError,
+    JudgeFailed,
+    OverBudget,
+)
+from exporter.scoring.judge._grader import Grader
+from exporter.scoring.judge._rubrics import Rubric, messages_for, rubric_for, shipped_rubrics
+from exporter.scoring.judge._scorer import JudgeScorer
+from exporter.scoring.judge._transcript import render_transcript
+from exporter.scoring.judge._verdict import Verdict, parse_verdict
+
+__all__ = [
+    "CONFIRMED_FLAG",
+    "BreakerOpen",
+    "BreakerState",
+    "CircuitBreaker",
+    "Completion",
+    "DailyBudget",
+    "Grader",
+    "InvalidVerdict",
+    "JudgeClient",
+    "JudgeConfirmer",
+    "JudgeError",
+    "JudgeFailed",
+    "JudgeScorer",
+    "OverBudget",
+    "Rubric",
+    "Verdict",
+    "build_confirmers",
+    "judge_client",
+    "make_judge_scorer",
+    "messages_for",
+    "parse_retry_after",
+    "parse_verdict",
+    "render_transcript",
+    "rubric_for",
+    "shipped_rubrics",
+]
+
+register_scorer_type("llm_judge", make_judge_scorer)

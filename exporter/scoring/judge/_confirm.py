@@ -1,0 +1,88 @@
+"""The second tier: another judge re-scores bad results before anything pages on them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from exporter.config.model import Dimension
+from exporter.metrics import Metrics
+from exporter.scoring.judge._errors import OverBudget
+from exporter.scoring.judge._grader import Grader
+from exporter.scoring.judge._verdict import Verdict
+from exporter.types import Evaluation, ScoreResult
+
+__all__ = ["CONFIRMED_FLAG", "JudgeConfirmer"]
+
+#: Raised when the second judge agrees a conversation is bad (the dataset selects on it).
+CONFIRMED_FLAG = "confirmed_bad"
+
+
+class JudgeConfirmer:
+    """Re-scores an evaluation's bad dimensions (or all, when a chosen flag is raised).
+
+    Each re-scored dimension counts one ``agent_quality_judge_verdicts_total`` verdict:
+    ``confirmed`` (the second judge also finds it bad), ``rejected``, ``error`` or ``skipped``
+    (budget spent). Where both judges scored, ``agent_quality_judge_score_difference``
+    records how far apart they were. Nothing here raises: every failure is a counted verdict.
+    """
+
+    name = "confirmation"
+
+    def __init__(
+        self,
+        *,
+        grader: Grader,
+        dimensions: Mapping[str, Dimension],
+        flags: frozenset[str],
+        metrics: Metrics,
+    ) -> None:
+        self.grader = grader
+        self._dimensions = dict(dimensions)
+        self._flags = flags
+        self._metrics = metrics
+
+    def targets(self, evaluation: Evaluation) -> list[str]:
+        """Return the dimensions to re-score: all on a chosen flag, else the bad ones."""
+        if not self._flags.isdisjoint(evaluation.flags):
+            return list(self._dimensions)
+        scores = evaluation.scores
+        return [
+            name
+            for name, dimension in self._dimensions.items()
+            if name in scores and dimension.is_bad(scores[name])
+        ]
+
+    async def confirm(self, evaluation: Evaluation) -> ScoreResult | None:
+        """Return ``confirmed_bad`` and the second judge's reasons, or None if nothing is bad."""
+        targets = self.targets(evaluation)
+        if not targets:
+            return None
+        results = await self.grader.grade(evaluation.conversation, targets)
+        judge = self.grader.client.name
+        confirmed, skipped, reasons = False, False, {}
+        for name, result in results.items():
+            dimension = self._dimensions[name]
+            if isinstance(result, Verdict):
+                bad = dimension.is_bad(result.score)
+                confirmed |= bad
+                verdict = "confirmed" if bad else "rejected"
+                reasons[f"{name}:confirmation"] = result.reason
+                first = evaluation.scores.get(name)
+                if first is not None:
+                    span = dimension.scale_max - dimension.scale_min
+                    self._metrics.judge_score_difference.labels(name, judge).observe(
+                        abs(result.score - first) / span
+                    )
+            elif isinstance(result, OverBudget):
+                skipped, verdict = True, "skipped"
+            else:
+                verdict = "error"
+                evaluation.errors[f"{self.name}:{name}"] = str(result)
+            self._metrics.judge_verdicts.labels(evaluation.agent, name, judge, verdict).inc()
+        if skipped:
+            self._metrics.dropped.labels("judge_budget").inc()
+        return ScoreResult(flags=(CONFIRMED_FLAG,) if confirmed else (), explanations=reasons)
+
+    async def aclose(self) -> None:
+        """Close the judge's connection pool."""
+        await self.grader.client.aclose()
