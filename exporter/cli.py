@@ -89,6 +89,10 @@ def _parser(stderr: TextIO) -> _Parser:
 
     check = commands.add_parser("check-config", help="validate a config file", stderr=stderr)
     config_flag(check)
+
+    from exporter.dataset import cli as dataset_cli
+
+    dataset_cli.add_parser(commands, stderr=stderr)  # export-dataset, with its own --config.file
     return parser
 
 
@@ -116,6 +120,10 @@ def run(argv: Sequence[str], stdout: TextIO, stderr: TextIO) -> int:
             return EXIT_OK
         case "generate":
             return _generate(config, args, stdout, stderr)
+        case "export-dataset":
+            from exporter.dataset import cli as dataset_cli
+
+            return dataset_cli.run(args, stdout=stdout, stderr=stderr, config=config)
         case _:
             return _run_daemon(config, args, stderr)
 

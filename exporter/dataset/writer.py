@@ -1,0 +1,256 @@
+"""The dataset writer: an ``EvaluationSink`` that appends selected evaluations off the loop.
+
+``handle`` runs on the event loop and only selects and queues (a few microseconds). A dedicated
+thread wakes every ``flush_interval``, deduplicates, redacts, encodes and appends the batch
+with one write and one fsync, so a crash loses at most one interval. When the disk is full or
+the directory unwritable, the encoded batch is kept and retried each interval; the failure is
+counted every time and logged at most once per ``error_log_interval``; new records beyond
+``max_pending_records`` are dropped and counted. Scoring never waits for any of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import errno
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import msgspec
+
+from exporter.config.model import DatasetConfig
+from exporter.dataset.dedup import IdFilter
+from exporter.dataset.policy import Selection, SelectionPolicy
+from exporter.dataset.reader import read_ids
+from exporter.dataset.record import Provenance, Record, encode_record
+from exporter.dataset.segments import DirectoryLocked, Segments
+from exporter.metrics import Metrics
+from exporter.redaction import Redactor
+from exporter.types import Evaluation
+
+__all__ = ["DatasetWriter"]
+
+log = logging.getLogger(__name__)
+
+_NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+_PERMISSION = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
+
+
+def _reason(error: OSError) -> str:
+    if isinstance(error, DirectoryLocked):
+        return "locked"
+    if error.errno in _NO_SPACE:
+        return "no_space"
+    if error.errno in _PERMISSION:
+        return "permission"
+    return "io"
+
+
+@dataclass(slots=True)
+class _Pending:
+    """A selected evaluation, copied: the pipeline may reuse its containers afterwards."""
+
+    evaluation: Evaluation
+    selection: Selection
+    time: float
+
+
+class DatasetWriter:
+    """Appends selected evaluations to the dataset directory; close with ``aclose``."""
+
+    def __init__(
+        self,
+        *,
+        config: DatasetConfig,
+        policy: SelectionPolicy,
+        provenance: Provenance,
+        metrics: Metrics,
+        redactor: Redactor | None = None,
+        clock: Callable[[], float] = time.time,
+        error_log_interval: float = 60.0,
+        close_timeout: float = 10.0,
+    ) -> None:
+        self._config = config
+        self._policy = policy
+        self._provenance = provenance
+        self._metrics = metrics
+        self._redactor = redactor
+        self._clock = clock
+        self._error_log_interval = error_log_interval
+        self._close_timeout = close_timeout
+        self._segments = Segments(
+            Path(config.path),
+            max_bytes=config.rotate_max_bytes,
+            max_age=config.rotate_max_age,
+            clock=clock,
+        )
+        self._seen = IdFilter(config.dedup_max_ids)
+        self._lock = threading.Lock()
+        self._pending: list[_Pending] = []
+        self._closed = False
+        # Owned by the writer thread: encoded lines not yet on disk, with their agent labels.
+        self._backlog: list[tuple[str, bytes]] = []
+        self._backlog_size = 0
+        self._ready = False
+        self._failures = 0
+        self._last_report = float("-inf")
+        self._stop = threading.Event()
+        self.flushed = threading.Event()  # set after every flush cycle; tests wait on it
+        metrics.add_gauge(
+            "dataset_pending_records",
+            "Selected records waiting to be written to the feedback dataset.",
+            lambda: len(self._pending) + self._backlog_size,
+        )
+        self._thread = threading.Thread(target=self._run, name="dataset-writer", daemon=True)
+        self._thread.start()
+
+    async def handle(self, evaluation: Evaluation) -> None:
+        """Queue ``evaluation`` if the policy selects it; never blocks."""
+        selection = self._policy.select(evaluation)
+        if selection is None:
+            return
+        snapshot = Evaluation(
+            evaluation.conversation,
+            evaluation.agent,
+            evaluation.reason,
+            dict(evaluation.scores),
+            list(evaluation.flags),
+            dict(evaluation.explanations),
+            dict(evaluation.errors),
+        )
+        with self._lock:
+            full = len(self._pending) + self._backlog_size >= self._config.max_pending_records
+            if not (self._closed or full):
+                self._pending.append(_Pending(snapshot, selection, self._clock()))
+                return
+        self._metrics.dataset_dropped.labels("shutdown" if self._closed else "backlog_full").inc()
+
+    async def aclose(self) -> None:
+        """Write what is queued, finish the active file, stop the thread."""
+        with self._lock:
+            self._closed = True
+        self._stop.set()
+        await asyncio.to_thread(self._thread.join, self._close_timeout)
+        if self._thread.is_alive():
+            log.error("feedback dataset writer did not stop within %gs", self._close_timeout)
+
+    def _run(self) -> None:
+        while True:
+            stopping = self._stop.wait(self._config.flush_interval)
+            try:
+                self._cycle()
+            except Exception:  # a bug must not silently end the thread
+                log.exception("feedback dataset writer failed")
+            self.flushed.set()
+            if stopping:
+                break
+        self._shutdown()
+
+    def _cycle(self) -> None:
+        if not self._ready:
+            try:
+                self._segments.open()
+                limit = self._config.dedup_max_ids
+                for conversation_id in read_ids(self._segments.directory, limit=limit):
+                    self._seen.add(conversation_id)
+            except OSError as error:
+                self._failed(error)
+                return
+            self._ready = True
+        with self._lock:
+            batch, self._pending = self._pending, []
+        for item in batch:
+            self._encode(item)
+        self._backlog_size = len(self._backlog)
+        rotations = self._segments.rotations
+        try:
+            if self._backlog:
+                self._write()
+            self._segments.rotate_if_due()
+        except OSError as error:
+            self._failed(error)
+        finally:
+            self._metrics.dataset_rotations.inc(self._segments.rotations - rotations)
+
+    def _encode(self, item: _Pending) -> None:
+        conversation = item.evaluation.conversation
+        if not self._seen.add(conversation.id):
+            self._metrics.dataset_duplicates.inc()
+            return
+        try:
+            self._backlog.append((item.evaluation.agent, encode_record(self._record(item))))
+        except (msgspec.EncodeError, TypeError, ValueError) as error:
+            self._metrics.dataset_dropped.labels("encode").inc()
+            log.warning("feedback dataset: cannot encode %r: %s", conversation.id, error)
+
+    def _record(self, item: _Pending) -> Record:
+        evaluation, redactor = item.evaluation, self._redactor
+        conversation, explanations, errors = (
+            evaluation.conversation,
+            evaluation.explanations,
+            evaluation.errors,
+        )
+        if redactor is not None:  # judges quote the conversation: redact their words too
+            conversation = redactor.redact_conversation(conversation)
+            explanations = {k: redactor.redact(v) for k, v in explanations.items()}
+            errors = {k: redactor.redact(v) for k, v in errors.items()}
+        return Record(
+            id=conversation.id,
+            agent=evaluation.agent,
+            time=dt.datetime.fromtimestamp(item.time, dt.UTC),
+            selected_because=list(item.selection.reasons),
+            sampling_reason=evaluation.reason,
+            scores=evaluation.scores,
+            bad_dimensions=list(item.selection.bad_dimensions),
+            flags=evaluation.flags,
+            explanations=explanations,
+            errors=errors,
+            conversation=conversation,
+            provenance=self._provenance,
+        )
+
+    def _write(self) -> None:
+        while self._backlog:
+            count = self._segments.append([line for _, line in self._backlog])
+            for agent, line in self._backlog[:count]:
+                self._metrics.dataset_records.labels(agent).inc()
+                self._metrics.dataset_bytes.inc(len(line))
+            del self._backlog[:count]
+            self._backlog_size = len(self._backlog)
+        if self._failures:
+            log.info("feedback dataset: writing again after %d failures", self._failures)
+            self._failures = 0
+            self._last_report = float("-inf")
+
+    def _failed(self, error: OSError) -> None:
+        """Count every failure; log the first and then at most once per interval."""
+        self._metrics.dataset_errors.labels(_reason(error)).inc()
+        self._failures += 1
+        now = time.monotonic()
+        if now - self._last_report >= self._error_log_interval:
+            self._last_report = now
+            log.warning(
+                "feedback dataset: cannot write to %s: %s (%d failures so far; %d records "
+                "waiting, retried every %gs)",
+                self._segments.directory,
+                error,
+                self._failures,
+                len(self._backlog) + len(self._pending),
+                self._config.flush_interval,
+            )
+
+    def _shutdown(self) -> None:
+        left = len(self._backlog)
+        if left:
+            self._metrics.dataset_dropped.labels("shutdown").inc(left)
+            log.error("feedback dataset: %d records could not be written before shutdown", left)
+        rotations = self._segments.rotations
+        try:
+            self._segments.close()
+        except OSError as error:
+            self._failed(error)
+        self._metrics.dataset_rotations.inc(self._segments.rotations - rotations)
