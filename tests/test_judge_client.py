@@ -218,13 +218,16 @@ class TestWireFormat:
         assert len(fake.requests()) == 1  # a bad key is not retried
 
     async def test_built_by_build_scorers(self, fake: FakeOpenAI) -> None:
-        """`type: llm_judge` in the scorers list builds the judge scorer."""
-        (scorer,) = build_scorers(judge_config(fake))
+        """`type: llm_judge` builds the judge scorer, counting on the metrics it is given."""
+        config = judge_config(fake)
+        metrics = Metrics(config, CollectorRegistry())
+        (scorer,) = build_scorers(config, metrics=metrics)
         assert isinstance(scorer, JudgeScorer)
         try:
             assert (await scorer.score(talk())).scores == {"coherence": 4.0}
         finally:
             await scorer.aclose()
+        assert Judge(scorer, metrics).value("agent_quality_judge_calls_total", outcome="ok") == 1
 
 
 class TestAnswers:

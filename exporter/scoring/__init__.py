@@ -6,20 +6,24 @@ would be. Another scorer type (the LLM judge) plugs in with ``register_scorer_ty
 
 from exporter.scoring._options import ScorerOptions, is_set
 from exporter.scoring._registry import (
+    MeteredScorerFactory,
     ScorerFactory,
     build_scorers,
+    register_metered_scorer_type,
     register_scorer_type,
     scorer_types,
 )
 from exporter.scoring.pii import PiiMatch, find_pii
 
 __all__ = [
+    "MeteredScorerFactory",
     "PiiMatch",
     "ScorerFactory",
     "ScorerOptions",
     "build_scorers",
     "find_pii",
     "is_set",
+    "register_metered_scorer_type",
     "register_scorer_type",
     "scorer_types",
 ]

@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from typing import Final, TypeAlias
+from typing import Final, Protocol, TypeAlias
 
 from exporter.config.model import Config, ScorerSpec
 from exporter.exceptions import ConfigError
+from exporter.metrics import Metrics
 from exporter.scoring import _answer, _conversation, _plugin
 from exporter.types import Scorer
 
-__all__ = ["ScorerFactory", "build_scorers", "register_scorer_type", "scorer_types"]
+__all__ = [
+    "MeteredScorerFactory",
+    "ScorerFactory",
+    "build_scorers",
+    "register_metered_scorer_type",
+    "register_scorer_type",
+    "scorer_types",
+]
 
 #: Builds one scorer from its entry and the whole config. Factories run once at start-up; they
 #: raise ``ConfigError`` with a path relative to the entry (``$.max_chars``) for bad options,
@@ -30,6 +38,17 @@ _FACTORIES: dict[str, ScorerFactory] = {
     "plugin": _plugin.plugin,
 }
 
+
+class MeteredScorerFactory(Protocol):
+    """A factory whose scorer records metrics of its own (the LLM judge: tokens, cost)."""
+
+    def __call__(
+        self, spec: ScorerSpec, config: Config, *, metrics: Metrics | None = None
+    ) -> Scorer: ...
+
+
+_METERED: dict[str, MeteredScorerFactory] = {}
+
 # Types whose module registers them when imported: heavy dependencies load only when used.
 _LAZY: Final[dict[str, str]] = {"llm_judge": "exporter.scoring.judge"}
 
@@ -39,6 +58,15 @@ def register_scorer_type(type_name: str, factory: ScorerFactory, *, replace: boo
     if type_name in _FACTORIES and not replace and _FACTORIES[type_name] is not factory:
         raise ValueError(f"scorer type {type_name!r} is already registered")
     _FACTORIES[type_name] = factory
+    _METERED.pop(type_name, None)
+
+
+def register_metered_scorer_type(
+    type_name: str, factory: MeteredScorerFactory, *, replace: bool = False
+) -> None:
+    """Register like ``register_scorer_type``; ``build_scorers`` passes it the app's metrics."""
+    register_scorer_type(type_name, factory, replace=replace)
+    _METERED[type_name] = factory
 
 
 def scorer_types() -> tuple[str, ...]:
@@ -46,14 +74,21 @@ def scorer_types() -> tuple[str, ...]:
     return tuple(_FACTORIES)
 
 
-def build_scorers(config: Config) -> list[Scorer]:
-    """Build the configured scorers in order; raise ``ConfigError`` naming ``$.scorers[i]``."""
+def build_scorers(config: Config, *, metrics: Metrics | None = None) -> list[Scorer]:
+    """Build the configured scorers in order; raise ``ConfigError`` naming ``$.scorers[i]``.
+
+    ``metrics`` reaches the factories registered as metered (without it they count privately).
+    """
     scorers: list[Scorer] = []
     for index, spec in enumerate(config.scorers):
         where = f"$.scorers[{index}]"
         factory = _factory(spec.type, config, where)
         try:
-            scorer = factory(spec, config)
+            metered = _METERED.get(spec.type)
+            if metered is None:
+                scorer = factory(spec, config)
+            else:
+                scorer = metered(spec, config, metrics=metrics)
         except ConfigError as error:
             # Factories name keys relative to their entry; say where the entry is.
             raise ConfigError(

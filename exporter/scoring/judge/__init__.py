@@ -3,7 +3,7 @@
 Importing this package registers the ``llm_judge`` scorer type.
 """
 
-from exporter.scoring import register_scorer_type
+from exporter.scoring import register_metered_scorer_type
 from exporter.scoring.judge._breaker import BreakerState, CircuitBreaker
 from exporter.scoring.judge._budget import DailyBudget
 from exporter.scoring.judge._build import build_confirmers, judge_client, make_judge_scorer
@@ -50,4 +50,4 @@ __all__ = [
     "shipped_rubrics",
 ]
 
-register_scorer_type("llm_judge", make_judge_scorer)
+register_metered_scorer_type("llm_judge", make_judge_scorer)
