@@ -119,7 +119,9 @@ def _resolve(options: ScorerOptions, path: str) -> Any:
     try:
         target: Any = importlib.import_module(module_name)
     except ModuleNotFoundError as error:
-        hint = " (is it installed, or on PYTHONPATH?)" if error.name == module_name else ""
+        # Only when the plugin itself is missing; a missing dependency of it needs no hint.
+        ours = error.name is not None and f"{module_name}.".startswith(f"{error.name}.")
+        hint = " (is it installed, or on PYTHONPATH?)" if ours else ""
         raise options.error("path", f"cannot import {module_name!r}: {error}{hint}") from error
     except Exception as error:
         # A plugin's own bug (SyntaxError, a failing import) surfaces at start-up, not later.

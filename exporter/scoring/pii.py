@@ -43,7 +43,7 @@ _SEPARATORS = str.maketrans("", "", " -.()")
 
 # Phones only in shapes people write them, never a bare run of digits (that is an order number).
 _PHONE = re.compile(
-    r"(?<![\w+./:-])(?:"
+    r"(?<![\w+./:-])(?<!\d )(?:"
     # International: +33612345678, +44 20 7946 0958, +1 (555) 123-4567, +49 (0)30 1234567.
     # Groups after the first need a separator so digit runs split one way only (no backtracking).
     r"\+(?:\d{7,15}|\d{1,3}(?:[ .-]?\(\d{1,4}\)[ .-]?\d{1,5})?(?:[ .-]\d{1,8}){0,6})"
@@ -51,7 +51,8 @@ _PHONE = re.compile(
     r"|(?:1[ .-])?(?:\(\d{3}\) ?|\d{3}[ .-])\d{3}[ .-]\d{4}"
     # National with a trunk 0: 020 7946 0958, 06 12 34 56 78, 030-1234-5678, 07700 900123.
     r"|0[1-9]\d{0,3}(?:[ .-]\d{2,8}){1,4}"
-    r")(?![\w]|[.:/-]\d)"
+    # Not followed by more digits: "0532 0130 00" inside an IBAN is no phone number.
+    r")(?![\w]|[ .:/-]\d)"
 )
 # Dates written with a four-digit year: 2024-01-15, 15.01.2024, 01-15-2024.
 _DATE_LIKE = re.compile(r"^(?:\d{4}([ ./-])\d{1,2}\1\d{1,2}|\d{1,2}([./-])\d{1,2}\2\d{4})(?!\d)")
@@ -96,13 +97,33 @@ def _card_issuer_known(digits: str) -> bool:
 
 def _cards(text: str) -> Iterator[PiiMatch]:
     for match in _CARD.finditer(text):
-        raw = match.group()
-        # Mixed separators ("1234 5678-9012 ...") read as ids, not as a printed card.
-        if " " in raw and "-" in raw:
-            continue
-        digits = raw.translate(_SEPARATORS)
-        if _card_issuer_known(digits) and luhn_valid(digits):
-            yield PiiMatch("card", match.start(), match.end())
+        span = _card_within(match.group())
+        if span is not None:
+            yield PiiMatch("card", match.start() + span[0], match.start() + span[1])
+
+
+def _card_within(raw: str) -> tuple[int, int] | None:
+    """Return the longest run of whole groups in ``raw`` that is a card number.
+
+    The candidate regex is greedy, so "4111 1111 1111 1111 05" (a card, then more digits)
+    arrives as one run; the card is found among its groups, longest first.
+    """
+    # Mixed separators ("1234 5678-9012 ...") read as ids, not as a printed card.
+    if " " in raw and "-" in raw:
+        return None
+    cuts = [i for i, char in enumerate(raw) if char in " -"]
+    if len(cuts) > 7:  # printed cards have at most five groups; one-digit groups are not cards
+        cuts = []
+    starts, ends = [0, *(i + 1 for i in cuts)], [*cuts, len(raw)]
+    spans = sorted(
+        ((a, b) for a in starts for b in ends if a < b),
+        key=lambda span: span[0] - span[1],
+    )
+    for start, end in spans:
+        digits = raw[start:end].translate(_SEPARATORS)
+        if 13 <= len(digits) <= 19 and _card_issuer_known(digits) and luhn_valid(digits):
+            return start, end
+    return None
 
 
 def _phones(text: str) -> Iterator[PiiMatch]:
