@@ -141,6 +141,57 @@ def _format_bound(bound: float) -> str:
     return repr(float(bound))
 
 
+class _LoopChild:
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = 0.0
+
+    def inc(self, amount: float = 1.0) -> None:
+        if amount < 0:
+            raise ValueError("counters only go up")
+        self.value += amount
+
+
+class LoopCounter(Collector):
+    """A labelled counter updated only from the event-loop thread, without a lock.
+
+    prometheus_client's ``Counter`` takes a lock on every increment; ingest makes several per
+    request, all on the loop thread, where scrapes run too (the aiohttp handler is synchronous),
+    so the lock buys nothing there. Same ``.labels(...).inc(n)`` API. Never increment one from
+    another thread (a worker thread of a sync plugin, the dataset writer): use ``Counter``.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        labelnames: tuple[str, ...],
+        *,
+        registry: CollectorRegistry,
+    ) -> None:
+        self._name = name
+        self._documentation = documentation
+        self._labelnames = labelnames
+        self._children: dict[tuple[str, ...], _LoopChild] = {}
+        registry.register(self)
+
+    def labels(self, *values: str) -> _LoopChild:
+        """Return the child for these label values, creating it at zero."""
+        child = self._children.get(values)
+        if child is None:
+            if len(values) != len(self._labelnames):
+                raise ValueError(f"{self._name} takes labels {self._labelnames}, got {values}")
+            child = self._children[values] = _LoopChild()
+        return child
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(self._name, self._documentation, labels=self._labelnames)
+        for values, child in self._children.items():
+            family.add_metric(list(values), child.value)
+        yield family
+
+
 class _CallbackGauges(Collector):
     """Gauges whose values are read when scraped (queue depth, buffer sizes)."""
 
@@ -169,28 +220,31 @@ class Metrics:
         def counter(name: str, doc: str, labels: tuple[str, ...] = ()) -> Counter:
             return Counter(f"{PREFIX}_{name}", doc, labels, registry=registry)
 
-        self.conversations = counter("conversations", "Conversations received.", ("agent",))
-        self.not_sampled = counter(
+        def loop_counter(name: str, doc: str, labels: tuple[str, ...]) -> LoopCounter:
+            return LoopCounter(f"{PREFIX}_{name}", doc, labels, registry=registry)
+
+        self.conversations = loop_counter("conversations", "Conversations received.", ("agent",))
+        self.not_sampled = loop_counter(
             "not_sampled", "Conversations finally not chosen for scoring.", ("agent",)
         )
-        self.sampled = counter(
+        self.sampled = loop_counter(
             "sampled", "Conversations chosen for scoring, by reason.", ("agent", "reason")
         )
-        self.scored = counter("scored", "Conversations whose scoring finished.", ("agent",))
-        self.dropped = counter("dropped", "Conversations not scored, by reason.", ("reason",))
-        self.evaluations = counter(
+        self.scored = loop_counter("scored", "Conversations whose scoring finished.", ("agent",))
+        self.dropped = loop_counter("dropped", "Conversations not scored, by reason.", ("reason",))
+        self.evaluations = loop_counter(
             "evaluations", "Scorer runs by outcome.", ("agent", "scorer", "outcome")
         )
-        self.flags = counter("flags", "Flags raised by scorers.", ("agent", "flag"))
-        self.ignored_scores = counter(
+        self.flags = loop_counter("flags", "Flags raised by scorers.", ("agent", "flag"))
+        self.ignored_scores = loop_counter(
             "ignored_scores",
             "Scores not recorded (undeclared dimension, not finite, off the scale).",
             ("reason",),
         )
-        self.rejected = counter(
+        self.rejected = loop_counter(
             "rejected", "Ingested items rejected, by endpoint and reason.", ("endpoint", "reason")
         )
-        self.feedback = counter("feedback", "Late feedback signals by outcome.", ("outcome",))
+        self.feedback = loop_counter("feedback", "Late feedback signals by outcome.", ("outcome",))
         self.otlp_spans = counter("otlp_spans", "OTLP spans received, by outcome.", ("outcome",))
         self.otlp_conversations = counter(
             "otlp_conversations",
@@ -234,7 +288,7 @@ class Metrics:
             buckets=(0, 0.1, 0.25, 0.5, 0.75, 1),
             registry=registry,
         )
-        self.agent_cost = counter(
+        self.agent_cost = loop_counter(
             "agent_cost_usd", "What the observed agents cost, from conversation usage.", ("agent",)
         )
         # The feedback dataset (issue 7): written in a thread; prometheus_client is thread-safe.

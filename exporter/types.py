@@ -32,7 +32,13 @@ class ScoreResult:
 
 @runtime_checkable
 class Scorer(Protocol):
-    """Scores a conversation. Built-ins and plugins alike; the pipeline enforces timeouts."""
+    """Scores a conversation. Built-ins and plugins alike.
+
+    A scorer may set a class attribute ``inline = True`` to say that ``score`` does CPU work
+    bounded by the input and does not wait for I/O (the built-in checks). The pipeline then
+    runs it in the worker's own task, without a task or timer of its own; every other scorer
+    (judges, plugins) runs concurrently under the per-scorer timeout.
+    """
 
     name: str
 

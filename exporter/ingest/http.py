@@ -99,7 +99,10 @@ def _answer(request: web.Request, batch: Batch) -> web.Response:
     if batch.rejected:
         result["rejected"] = listed
         result["rejected_count"] = len(batch.rejected)
-    return web.json_response(result, status=202)
+    # msgspec encodes several times faster than json.dumps: this is on every ingest request.
+    return web.Response(
+        body=msgspec.json.encode(result), status=202, content_type="application/json"
+    )
 
 
 async def feedback(request: web.Request) -> web.Response:

@@ -1,13 +1,13 @@
 """The one door every conversation goes through, from the JSON sink and OTLP alike.
 
 Here a conversation gets its agent label (from the allow-list only), is counted, and is either
-queued for scoring, dropped with a reason, or parked in the late-signal buffer. Counter updates
-are aggregated per call: the hot path pays one ``inc`` per label set per request, not per item.
+queued for scoring, dropped with a reason, or parked in the late-signal buffer. The counters
+here are lock-free ``LoopCounter`` children resolved once, so an item costs a few attribute
+updates beyond the sampling decision.
 """
 
 from __future__ import annotations
 
-import collections
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -55,6 +55,8 @@ class Intake:
         self._received = {a: metrics.conversations.labels(a) for a in config.agent_labels}
         self._not_sampled = {a: metrics.not_sampled.labels(a) for a in config.agent_labels}
         self._agent_cost = {a: metrics.agent_cost.labels(a) for a in config.agent_labels}
+        self._budget_drops = metrics.dropped.labels("daily_budget")
+        self._queue_drops = metrics.dropped.labels("queue_full")
         metrics.add_gauge(
             "late_buffer_conversations",
             "Unsampled conversations kept for late feedback signals.",
@@ -71,54 +73,34 @@ class Intake:
     def accept(self, items: Iterable[tuple[Conversation, bytes]]) -> Counts:
         """Take decoded conversations (with their raw JSON) and route each one."""
         counts = Counts()
-        received: collections.Counter[str] = collections.Counter()
-        sampled: collections.Counter[tuple[str, str]] = collections.Counter()
-        left_buffer: list[str] = []
-        cost: dict[str, float] = collections.defaultdict(float)
-        budget_drops = queue_drops = 0
+        labels, decide, late, submit = self._labels, self._sampler.decide, self._late, self._submit
         for conversation, raw in items:
-            agent = self._labels.get(conversation.agent, OTHER_AGENT)
-            received[agent] += 1
+            agent = labels.get(conversation.agent, OTHER_AGENT)
+            self._received[agent].inc()
             usage = conversation.usage
             if usage is not None and usage.cost_usd:
-                cost[agent] += usage.cost_usd
-            reason = self._sampler.decide(conversation).reason
+                self._agent_cost[agent].inc(usage.cost_usd)
+            reason = decide(conversation).reason
             if reason is None:
-                left_buffer += self._late.put(conversation.id, agent, raw)
-            elif reason == "daily_budget":
-                budget_drops += 1
+                for left in late.put(conversation.id, agent, raw):
+                    self._not_sampled[left].inc()
+            elif submit(conversation, agent, reason):
+                counts.sampled += 1
             else:
-                sampled[agent, reason] += 1
-                if self._pipeline.submit(conversation, agent=agent, reason=reason):
-                    counts.sampled += 1
-                else:
-                    queue_drops += 1
-        counts.accepted = sum(received.values())
-        counts.dropped = budget_drops + queue_drops
-        self._count(received, sampled, left_buffer, cost, budget_drops, queue_drops)
+                counts.dropped += 1
+            counts.accepted += 1
         return counts
 
-    def _count(
-        self,
-        received: collections.Counter[str],
-        sampled: collections.Counter[tuple[str, str]],
-        left_buffer: list[str],
-        cost: dict[str, float],
-        budget_drops: int,
-        queue_drops: int,
-    ) -> None:
-        for agent, n in received.items():
-            self._received[agent].inc(n)
-        for (agent, reason), n in sampled.items():
-            self._metrics.sampled.labels(agent, reason).inc(n)
-        for agent, n in collections.Counter(left_buffer).items():
-            self._not_sampled[agent].inc(n)
-        for agent, usd in cost.items():
-            self._agent_cost[agent].inc(usd)
-        if budget_drops:
-            self._metrics.dropped.labels("daily_budget").inc(budget_drops)
-        if queue_drops:
-            self._metrics.dropped.labels("queue_full").inc(queue_drops)
+    def _submit(self, conversation: Conversation, agent: str, reason: str) -> bool:
+        """Queue a sampled conversation, or count why it was dropped; return whether queued."""
+        if reason == "daily_budget":
+            self._budget_drops.inc()
+            return False
+        self._metrics.sampled.labels(agent, reason).inc()
+        if self._pipeline.submit(conversation, agent=agent, reason=reason):
+            return True
+        self._queue_drops.inc()
+        return False
 
     def feedback(self, feedback: Feedback) -> str:
         """Apply a late signal; return the outcome (``sampled``, ``not_sampled``, ``unknown``)."""
@@ -141,14 +123,7 @@ class Intake:
         if reason is None:
             self._not_sampled_after(self._late.put(conversation.id, agent, _encode(conversation)))
             return "not_sampled"
-        if reason == "daily_budget":
-            self._metrics.dropped.labels("daily_budget").inc()
-            return "dropped"
-        self._metrics.sampled.labels(agent, reason).inc()
-        if not self._pipeline.submit(conversation, agent=agent, reason=reason):
-            self._metrics.dropped.labels("queue_full").inc()
-            return "dropped"
-        return "sampled"
+        return "sampled" if self._submit(conversation, agent, reason) else "dropped"
 
     def _not_sampled_after(self, agents: list[str]) -> None:
         for agent in agents:

@@ -46,10 +46,21 @@ class Pipeline:
         self._config = config
         self._metrics = metrics
         self._scorers = tuple(scorers)
+        # Inline scorers never wait: a task and a timer each would cost more than the check.
+        self._inline = tuple(s for s in scorers if getattr(s, "inline", False))
+        self._awaiting = tuple(s for s in scorers if not getattr(s, "inline", False))
         self._confirmers = tuple(confirmers)
         self._sinks = tuple(sinks)
         self._dimensions = {d.name: d for d in config.dimensions}
         self._timeouts = {s.name: s.timeout for s in config.scorers if s.timeout is not None}
+        self._default_timeout = config.pipeline.scorer_timeout
+        self._durations = {s.name: metrics.scorer_duration.labels(s.name) for s in scorers}
+        self._outcomes = {
+            (agent, s.name, outcome): metrics.evaluations.labels(agent, s.name, outcome)
+            for agent in config.agent_labels
+            for s in scorers
+            for outcome in ("ok", "error", "timeout")
+        }
         self._queue: asyncio.Queue[_Job] = asyncio.Queue(config.pipeline.queue_size)
         self._workers: list[asyncio.Task[None]] = []
         self._in_flight = 0
@@ -143,7 +154,11 @@ class Pipeline:
 
     async def _evaluate(self, job: _Job) -> None:
         evaluation = Evaluation(job.conversation, job.agent, job.reason)
-        results = await asyncio.gather(*(self._run(s, job) for s in self._scorers))
+        results = [await self._run(s, job, inline=True) for s in self._inline]
+        if len(self._awaiting) == 1:
+            results.append(await self._run(self._awaiting[0], job))
+        elif self._awaiting:
+            results += await asyncio.gather(*(self._run(s, job) for s in self._awaiting))
         for result in results:
             if result is not None:
                 self._merge(evaluation, result)
@@ -158,20 +173,23 @@ class Pipeline:
             except Exception:
                 log.exception("sink %r failed on conversation %r", sink, job.conversation.id)
 
-    async def _run(self, scorer: Scorer, job: _Job) -> ScoreResult | None:
-        timeout = self._timeouts.get(scorer.name, self._config.pipeline.scorer_timeout)
+    async def _run(self, scorer: Scorer, job: _Job, *, inline: bool = False) -> ScoreResult | None:
         started = time.perf_counter()
         outcome = "ok"
         try:
-            return await asyncio.wait_for(scorer.score(job.conversation), timeout)
+            if inline:
+                return await scorer.score(job.conversation)
+            # asyncio.timeout, unlike wait_for, runs the scorer in this task: no task per call.
+            async with asyncio.timeout(self._timeouts.get(scorer.name, self._default_timeout)):
+                return await scorer.score(job.conversation)
         except TimeoutError:
             outcome = "timeout"
         except Exception as error:
             outcome = "error"
             log.warning("scorer %s failed on %r: %s", scorer.name, job.conversation.id, error)
         finally:
-            self._metrics.scorer_duration.labels(scorer.name).observe(time.perf_counter() - started)
-            self._metrics.evaluations.labels(job.agent, scorer.name, outcome).inc()
+            self._durations[scorer.name].observe(time.perf_counter() - started)
+            self._outcomes[job.agent, scorer.name, outcome].inc()
         return None
 
     async def _confirm(self, confirmer: Confirmer, evaluation: Evaluation) -> ScoreResult | None:

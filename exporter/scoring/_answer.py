@@ -54,6 +54,7 @@ _DEFAULT_PII_KINDS: Final[tuple[PiiKind, ...]] = ("email", "phone", "card")
 class Refusal:
     """Flag ``refusal`` when the final answer matches any refusal pattern."""
 
+    inline = True  # CPU-bound on the input, never waits for I/O
     __slots__ = ("dimension", "name", "patterns")
 
     def __init__(self, *, name: str, dimension: str | None, patterns: tuple[re.Pattern[str], ...]):
@@ -80,6 +81,7 @@ class Refusal:
 class Pii:
     """Flag ``pii_<kind>`` for personal data found in any assistant message."""
 
+    inline = True  # CPU-bound on the input, never waits for I/O
     __slots__ = ("dimension", "kinds", "name")
 
     def __init__(self, *, name: str, dimension: str | None, kinds: tuple[PiiKind, ...]) -> None:
@@ -103,6 +105,7 @@ class Pii:
 class JsonValidity:
     """Score 1 when the final answer is JSON matching the configured schema."""
 
+    inline = True  # CPU-bound on the input, never waits for I/O
     __slots__ = ("dimension", "name", "validator")
 
     def __init__(
@@ -140,6 +143,7 @@ class JsonValidity:
 class AnswerLength:
     """Flag final answers shorter than ``min_chars`` or longer than ``max_chars``."""
 
+    inline = True  # CPU-bound on the input, never waits for I/O
     __slots__ = ("dimension", "max_chars", "min_chars", "name")
 
     def __init__(

@@ -31,6 +31,7 @@ _FRAMING_ROLES = frozenset({"system", "developer"})
 class ToolSuccess:
     """Score the share of tool results without an error; say nothing when no tool ran."""
 
+    inline = True  # CPU-bound on the input, never waits for I/O
     __slots__ = ("dimension", "name")
 
     def __init__(self, *, name: str, dimension: str | None) -> None:
@@ -55,6 +56,7 @@ class ToolSuccess:
 class FinalAnswer:
     """Score 1 when the conversation ends with an assistant message that has text."""
 
+    inline = True  # CPU-bound on the input, never waits for I/O
     __slots__ = ("dimension", "name")
 
     def __init__(self, *, name: str, dimension: str | None) -> None:
@@ -74,6 +76,7 @@ class FinalAnswer:
 class UserFeedback:
     """Score 0 when any negative signal is set, else 1; flag each signal that is set."""
 
+    inline = True  # CPU-bound on the input, never waits for I/O
     __slots__ = ("dimension", "name", "signals")
 
     def __init__(self, *, name: str, dimension: str | None, signals: tuple[str, ...]) -> None:
@@ -92,6 +95,7 @@ class UserFeedback:
 class Passthrough:
     """Return the upstream ``scores`` of the listed declared dimensions."""
 
+    inline = True  # CPU-bound on the input, never waits for I/O
     __slots__ = ("dimensions", "name")
 
     def __init__(self, *, name: str, dimensions: frozenset[str]) -> None:
