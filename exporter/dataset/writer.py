@@ -244,7 +244,9 @@ class DatasetWriter:
             )
 
     def _shutdown(self) -> None:
-        left = len(self._backlog)
+        with self._lock:  # still pending if the directory never opened
+            left = len(self._backlog) + len(self._pending)
+            self._pending = []
         if left:
             self._metrics.dataset_dropped.labels("shutdown").inc(left)
             log.error("feedback dataset: %d records could not be written before shutdown", left)
