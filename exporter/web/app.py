@@ -20,13 +20,14 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.aiohttp import make_aiohttp_handler
 
+from exporter import dataset
 from exporter.config.model import Config
 from exporter.ingest import http as ingest_http
 from exporter.ingest.intake import Intake
 from exporter.metrics import Metrics
 from exporter.pipeline import Pipeline
 from exporter.sampling import LateSignalBuffer, Sampler
-from exporter.scoring import build_scorers
+from exporter.scoring import build_scorers, judge
 from exporter.web import pages
 from exporter.web.keys import CONFIG, INTAKE, METRICS, PIPELINE, REGISTRY, STATE, AppState
 from exporter.web.middleware import bearer_auth, json_errors
@@ -48,7 +49,14 @@ def create_app(
     """Build the application for ``config``; workers start with the app and stop with it."""
     registry = registry if registry is not None else CollectorRegistry()
     metrics = Metrics(config, registry)
-    pipeline = Pipeline(config=config, metrics=metrics, scorers=build_scorers(config))
+    sink = dataset.build_sink(config, metrics=metrics)
+    pipeline = Pipeline(
+        config=config,
+        metrics=metrics,
+        scorers=build_scorers(config, metrics=metrics),
+        confirmers=judge.build_confirmers(config, metrics=metrics),
+        sinks=[sink] if sink is not None else [],
+    )
     sampling = config.sampling
     intake = Intake(
         config=config,
