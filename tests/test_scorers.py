@@ -323,6 +323,7 @@ class TestRefusal:
             "I can help with that: the refund is on its way.",
             "You cannot return opened items, but I can offer store credit.",
             "I'm sorry to hear that. I have reset your password.",
+            "Restarting the wifi cannot help here; replace the router.",
             "",
         ],
     )
@@ -350,6 +351,14 @@ class TestRefusal:
         english = await scorer.score(_conv(assistant("I cannot help with that.")))
         assert german == ScoreResult(scores={"refusal_rate": 1.0}, flags=("refusal",))
         assert english == ScoreResult(scores={"refusal_rate": 0.0}, flags=())
+
+    async def test_patterns_with_inline_flags(self, make_config: MakeConfig) -> None:
+        """Patterns that cannot be joined into one regex still work one by one."""
+        patterns = [r"(?x) not \s allowed", "nope"]  # (?x) is only valid at a regex's start
+        scorer = _one(make_config, {"type": "refusal", "patterns": patterns})
+        assert (await scorer.score(_conv(assistant("That is NOT allowed.")))).flags == ("refusal",)
+        assert (await scorer.score(_conv(assistant("Nope.")))).flags == ("refusal",)
+        assert (await scorer.score(_conv(assistant("Allowed.")))).flags == ()
 
     def test_invalid_regex(self, make_config: MakeConfig) -> None:
         """A broken regex names its index."""
