@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "ExporterError", "InvalidPayload", "PayloadTooLarge", "ScorerError"]
+__all__ = [
+    "ConfigError",
+    "ExporterError",
+    "GenerateError",
+    "InvalidPayload",
+    "PayloadTooLarge",
+    "ScorerError",
+]
 
 
 class ExporterError(Exception):
@@ -34,6 +41,10 @@ class InvalidPayload(ExporterError):
 
 class PayloadTooLarge(InvalidPayload):
     """An ingested document is valid but over a configured limit (batch length)."""
+
+
+class GenerateError(ExporterError):
+    """Rules, routing or dashboards cannot be generated from a config (nothing to alert on)."""
 
 
 class ScorerError(ExporterError):

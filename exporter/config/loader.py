@@ -20,6 +20,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from exporter.config.alerting import build_alerting, build_dimension_alerting
 from exporter.config.duration import parse_duration
 from exporter.config.model import (
     OTHER_AGENT,
@@ -161,6 +162,7 @@ class _Builder:
             confirmation=self.confirmation(judges, scorers, {d.name for d in dimensions}),
             dataset=self.dataset({d.name for d in dimensions}),
             otlp=self.otlp(),
+            alerting=build_alerting(self.doc["alerting"], self.fail),
         )
 
     def otlp(self) -> OtlpConfig:
@@ -340,6 +342,14 @@ class _Builder:
             higher_is_better=bool(item.get("higher_is_better", True)),
             thresholds=thresholds,
             buckets=default_buckets(low, high, thresholds, extra),
+            alerting=build_dimension_alerting(
+                item,
+                self.doc["alerting"]["defaults"],
+                path=path,
+                scale=(low, high),
+                has_bad_threshold=thresholds.bad is not None,
+                fail=self.fail,
+            ),
         )
 
     def scorers(self, dimensions: set[str]) -> tuple[ScorerSpec, ...]:

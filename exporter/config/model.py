@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from exporter.config.alerting import AlertingConfig, DimensionAlerting
+
 __all__ = [
     "OTHER_AGENT",
     "AuthConfig",
@@ -56,6 +58,7 @@ class Dimension:
     thresholds: Thresholds = Thresholds()
     description: str = ""
     buckets: tuple[float, ...] = ()
+    alerting: DimensionAlerting = DimensionAlerting()
 
     def is_bad(self, score: float) -> bool:
         """Say whether one score is past the ``bad`` threshold.
@@ -252,6 +255,9 @@ class Config:
     confirmation: ConfirmationConfig = ConfirmationConfig()
     dataset: DatasetConfig = DatasetConfig()
     otlp: OtlpConfig = OtlpConfig()
+    #: The generated rules' settings (exporter/config/alerting.py); None only in hand-built
+    #: configs of unit tests, which `generate` refuses.
+    alerting: AlertingConfig | None = None
 
     def dimension(self, name: str) -> Dimension | None:
         """Return the dimension called ``name``, if declared."""

@@ -1,0 +1,175 @@
+"""Alerts about the exporter itself: down or absent, blind, dropping, failing, saturated.
+
+They carry ``severity`` and no ``dimension`` (SPEC). Being blind (down, absent, evaluating
+nothing) pages: every quality alert is silent then, and silence must not look like health.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from types import MappingProxyType
+
+from exporter.config.alerting import AlertingConfig
+from exporter.config.model import Config
+from exporter.generate.conventions import EXPORTER_WINDOW, PREFIX, Alert, window_name
+from exporter.generate.model import AlertingRule
+
+__all__ = ["exporter_alerts"]
+
+#: Sampled conversations expected before "nothing sampled" means broken, not unlucky.
+_EXPECTED_SAMPLES = 20
+
+
+def _rule(
+    alerting: AlertingConfig,
+    alert: str,
+    expr: str,
+    *,
+    for_: float,
+    severity: str,
+    summary: str,
+    description: str,
+    value: str = '{{ $value | printf "%.3g" }}',
+) -> AlertingRule:
+    labels: Mapping[str, str] = MappingProxyType({**alerting.extra_labels, "severity": severity})
+    return AlertingRule(
+        alert=alert,
+        expr=expr,
+        for_=for_,
+        labels=labels,
+        annotations=MappingProxyType(
+            {
+                "summary": summary,
+                "description": description,
+                "value": value,
+                "runbook_url": f"{alerting.runbook_url}#{alert.lower()}",
+            }
+        ),
+    )
+
+
+def exporter_alerts(config: Config, alerting: AlertingConfig) -> tuple[AlertingRule, ...]:
+    """Return the alerts about the exporter for ``config``."""
+    settings, job = alerting.exporter, alerting.job
+    rate = window_name(EXPORTER_WINDOW)
+    blind = window_name(settings.no_evaluations_window)
+    sampled = f"sum by (agent) (increase({PREFIX}_sampled_total[{blind}]))"
+    no_samples = ""
+    if config.sampling.base_rate > 0:
+        # Enough conversations that the base rate alone should have sampled a handful.
+        arrived = math.ceil(_EXPECTED_SAMPLES / config.sampling.base_rate)
+        no_samples = (
+            f"\nor\n(\n  sum by (agent) (increase({PREFIX}_conversations_total[{blind}])) "
+            f">= {arrived}\n  unless {sampled} > 0\n)"
+        )
+    rules = [
+        _rule(
+            alerting,
+            Alert.EXPORTER_DOWN,
+            f'up{{job="{job}"}} == 0',
+            for_=settings.down_for,
+            severity="critical",
+            summary="agent-quality-exporter {{ $labels.instance }} is down",
+            description=(
+                f"Prometheus has failed to scrape {{{{ $labels.instance }}}} (job {job}) for "
+                f"{window_name(settings.down_for)}: agent quality is not being watched."
+            ),
+        ),
+        _rule(
+            alerting,
+            Alert.EXPORTER_ABSENT,
+            f'absent(up{{job="{job}"}})',
+            for_=settings.down_for,
+            severity="critical",
+            summary=f"No agent-quality-exporter target (job {job})",
+            description=(
+                f"Prometheus has no scrape target with job={job}: check service discovery "
+                "and alerting.job; agent quality is not being watched."
+            ),
+        ),
+        _rule(
+            alerting,
+            Alert.NO_EVALUATIONS,
+            (
+                f"(\n  {sampled} > 0\n  unless sum by (agent) "
+                f'(increase({PREFIX}_evaluations_total{{outcome="ok"}}[{blind}])) > 0\n)'
+                f"{no_samples}"
+            ),
+            for_=settings.for_,
+            severity="critical",
+            summary="agent-quality-exporter scores nothing for {{ $labels.agent }}",
+            description=(
+                "Conversations of agent {{ $labels.agent }} arrive but no scorer finished "
+                f"one in the last {blind}: the quality alerts of this agent are blind."
+            ),
+        ),
+        _rule(
+            alerting,
+            Alert.DROPS,
+            (
+                f"sum by (reason) (increase({PREFIX}_dropped_total"
+                f'{{reason!~"daily_budget|shutdown"}}[{rate}]))\n'
+                f"/ ignoring (reason) group_left ()\n"
+                f"(sum(increase({PREFIX}_sampled_total[{rate}])) > 0)\n"
+                f"> {settings.drop_ratio:.6g}"
+            ),
+            for_=settings.for_,
+            severity="warning",
+            summary="agent-quality-exporter drops conversations ({{ $labels.reason }})",
+            description=(
+                "{{ $value | humanizePercentage }} of the sampled conversations were dropped "
+                f"({{{{ $labels.reason }}}}) over the last {rate}; scores under-represent them."
+            ),
+        ),
+        _rule(
+            alerting,
+            Alert.SCORER_ERRORS,
+            (
+                f"sum by (scorer) (increase({PREFIX}_evaluations_total"
+                f'{{outcome=~"error|timeout"}}[{rate}]))\n'
+                f"/\n(sum by (scorer) (increase({PREFIX}_evaluations_total[{rate}])) > 0)\n"
+                f"> {settings.error_ratio:.6g}"
+            ),
+            for_=settings.for_,
+            severity="warning",
+            summary="Scorer {{ $labels.scorer }} fails",
+            description=(
+                "{{ $value | humanizePercentage }} of scorer {{ $labels.scorer }}'s runs "
+                f"ended in an error or a timeout over the last {rate}."
+            ),
+        ),
+        _rule(
+            alerting,
+            Alert.QUEUE,
+            (f"{PREFIX}_queue_depth / {PREFIX}_queue_capacity > {settings.queue_ratio:.6g}"),
+            for_=settings.for_,
+            severity="warning",
+            summary="agent-quality-exporter's scoring queue is nearly full",
+            description=(
+                "The scoring queue is {{ $value | humanizePercentage }} full; conversations "
+                "will be dropped (queue_full) when it is. Add workers or replicas."
+            ),
+        ),
+    ]
+    if config.judges:
+        rules.append(
+            _rule(
+                alerting,
+                Alert.JUDGE_ERRORS,
+                (
+                    f"sum by (judge) (increase({PREFIX}_judge_calls_total"
+                    f'{{outcome=~"invalid_output|failed|breaker_open"}}[{rate}]))\n'
+                    f"/\n(sum by (judge) (increase({PREFIX}_judge_calls_total[{rate}])) > 0)\n"
+                    f"> {settings.error_ratio:.6g}"
+                ),
+                for_=settings.for_,
+                severity="warning",
+                summary="LLM judge {{ $labels.judge }} fails",
+                description=(
+                    "{{ $value | humanizePercentage }} of the verdicts asked of judge "
+                    f"{{{{ $labels.judge }}}} failed over the last {rate}."
+                ),
+            )
+        )
+    return tuple(rules)
