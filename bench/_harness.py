@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import re
@@ -91,10 +92,30 @@ end
 """
 
 
+@dataclasses.dataclass(frozen=True)
+class Load:
+    """One wrk run: throughput, and the server's CPU time per request (robust to other load)."""
+
+    requests_per_second: float
+    cpu_us_per_request: float
+
+
+def cpu_seconds(pid: int) -> float:
+    """Return user+system CPU seconds used so far by process ``pid`` (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def wrk(
-    port: int, bodies: Sequence[bytes], *, content_type: str, seconds: int, connections: int = 32
-) -> float:
-    """Run wrk (1 thread, pinned to LOAD_CPU) posting ``bodies`` round-robin; return req/s."""
+    port: int,
+    bodies: Sequence[bytes],
+    *,
+    content_type: str,
+    seconds: int,
+    connections: int = 32,
+    pid: int | None = None,
+) -> Load:
+    """Run wrk (1 thread, pinned to LOAD_CPU) posting ``bodies`` round-robin."""
     require("wrk")
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "bodies.txt"
@@ -105,6 +126,7 @@ def wrk(
         if content_type == "application/x-ndjson":
             lua = lua.replace("bodies[n] = line", 'bodies[n] = line:gsub("\\\\n", "\\n")')
         script.write_text(lua)
+        cpu_before = cpu_seconds(pid) if pid else 0.0
         result = subprocess.run(
             _pinned(
                 [
@@ -122,13 +144,15 @@ def wrk(
             text=True,
             check=True,
         )
+        cpu = cpu_seconds(pid) - cpu_before if pid else 0.0
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", result.stdout)
     if errors:
         raise RuntimeError(f"{errors.group(1)} failed requests:\n{result.stdout}")
-    match = re.search(r"Requests/sec:\s+([\d.]+)", result.stdout)
-    if match is None:
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", result.stdout)
+    total = re.search(r"(\d+) requests in", result.stdout)
+    if rate is None or total is None:
         raise RuntimeError(result.stdout + result.stderr)
-    return float(match.group(1))
+    return Load(float(rate.group(1)), cpu / int(total.group(1)) * 1e6)
 
 
 def conversation(index: int) -> dict[str, object]:
