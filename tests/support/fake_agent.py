@@ -9,13 +9,23 @@ is the same conversation as a JSON-sink client would send it, to compare the two
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.resource.v1.resource_pb2 import Resource as ProtoResource
+from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
+from opentelemetry.proto.trace.v1.trace_pb2 import Status as ProtoStatus
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    SimpleSpanProcessor,
+    SpanExporter,
+    SpanExportResult,
+)
 from opentelemetry.trace import Status, StatusCode, Tracer
 
 Convention = Literal["genai", "openinference"]
@@ -79,6 +89,25 @@ class Script:
                 "output_tokens": self.tokens[1] * calls,
             },
         }
+
+
+class RecordingExporter(SpanExporter):
+    """Wraps an exporter and keeps each export's result, which span processors swallow."""
+
+    def __init__(self, inner: SpanExporter) -> None:
+        self.inner = inner
+        self.results: list[SpanExportResult] = []
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        result = self.inner.export(spans)
+        self.results.append(result)
+        return result
+
+    def shutdown(self) -> None:
+        self.inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return self.inner.force_flush(timeout_millis)
 
 
 def provider(
@@ -308,3 +337,81 @@ def scripts(count: int, *, failing: int | None = 1, prefix: str = "conv") -> lis
             )
         )
     return result
+
+
+# --- Hand-built OTLP spans, for what the SDK cannot emit (structured attributes, bad ids) ---
+
+
+def any_value(value: Any) -> AnyValue:
+    """Return ``value`` as an OTLP AnyValue (maps and lists become kvlist/array values)."""
+    result = AnyValue()
+    if isinstance(value, bool):
+        result.bool_value = value
+    elif isinstance(value, int):
+        result.int_value = value
+    elif isinstance(value, float):
+        result.double_value = value
+    elif isinstance(value, str):
+        result.string_value = value
+    elif isinstance(value, bytes):
+        result.bytes_value = value
+    elif isinstance(value, Mapping):
+        result.kvlist_value.values.extend(
+            KeyValue(key=k, value=any_value(v)) for k, v in value.items()
+        )
+    elif isinstance(value, list | tuple):
+        result.array_value.values.extend(any_value(v) for v in value)
+    return result
+
+
+def key_values(attributes: Mapping[str, Any]) -> list[KeyValue]:
+    """Return ``attributes`` as an OTLP attribute list."""
+    return [KeyValue(key=k, value=any_value(v)) for k, v in attributes.items()]
+
+
+def make_span(
+    attributes: Mapping[str, Any],
+    *,
+    trace: int = 1,
+    span: int = 1,
+    parent: int | None = None,
+    flags: int = 0,
+    start: int = 1_800_000_000_000_000_000,
+    duration: int = 1_000_000,
+    events: tuple[tuple[str, Mapping[str, Any]], ...] = (),
+    error: str | None = None,
+) -> Span:
+    """Return one OTLP span; ids are small integers made into 16- and 8-byte ids."""
+    result = Span(
+        trace_id=trace.to_bytes(16, "big"),
+        span_id=span.to_bytes(8, "big"),
+        parent_span_id=b"" if parent is None else parent.to_bytes(8, "big"),
+        flags=flags,
+        name="span",
+        start_time_unix_nano=start,
+        end_time_unix_nano=start + duration,
+        attributes=key_values(attributes),
+    )
+    for name, event_attributes in events:
+        result.events.append(
+            Span.Event(name=name, time_unix_nano=start, attributes=key_values(event_attributes))
+        )
+    if error is not None:
+        result.status.code = ProtoStatus.STATUS_CODE_ERROR
+        result.status.message = error
+    return result
+
+
+def export_request(
+    *spans: Span, service: str | None = "support-service"
+) -> ExportTraceServiceRequest:
+    """Return an export request holding ``spans`` under one resource and scope."""
+    resource = {"service.name": service} if service else {}
+    return ExportTraceServiceRequest(
+        resource_spans=[
+            ResourceSpans(
+                resource=ProtoResource(attributes=key_values(resource)),
+                scope_spans=[ScopeSpans(spans=list(spans))],
+            )
+        ]
+    )

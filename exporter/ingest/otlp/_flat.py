@@ -7,6 +7,7 @@ the lists and turns each item into the OpenAI-style dict ``_messages.from_openai
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 __all__ = ["openinference_messages", "openllmetry_messages", "unflatten"]
@@ -15,12 +16,13 @@ __all__ = ["openinference_messages", "openllmetry_messages", "unflatten"]
 MAX_INDEX = 10_000
 
 
-def unflatten(attributes: dict[str, Any], prefix: str) -> list[Any]:
+def unflatten(attributes: Mapping[str, Any], prefix: str) -> list[Any]:
     """Return the items recorded under ``prefix`` (which ends with a dot), in index order."""
     items: dict[int, dict[str, Any]] = {}
-    for key, value in attributes.items():
+    for key in attributes:
         if not key.startswith(prefix):
             continue
+        value = attributes[key]
         index, _, rest = key[len(prefix) :].partition(".")
         if not index.isdigit() or int(index) > MAX_INDEX or not rest:
             continue
@@ -52,7 +54,7 @@ def _get(node: Any, *path: str) -> Any:
     return node
 
 
-def openinference_messages(attributes: dict[str, Any], prefix: str) -> list[dict[str, Any]]:
+def openinference_messages(attributes: Mapping[str, Any], prefix: str) -> list[dict[str, Any]]:
     """Return ``llm.input_messages``/``llm.output_messages`` as OpenAI-style dicts."""
     messages = []
     for item in unflatten(attributes, prefix):
@@ -89,6 +91,6 @@ def openinference_messages(attributes: dict[str, Any], prefix: str) -> list[dict
     return messages
 
 
-def openllmetry_messages(attributes: dict[str, Any], prefix: str) -> list[dict[str, Any]]:
+def openllmetry_messages(attributes: Mapping[str, Any], prefix: str) -> list[dict[str, Any]]:
     """Return ``gen_ai.prompt.N.*``/``gen_ai.completion.N.*`` as OpenAI-style dicts."""
     return [item for item in unflatten(attributes, prefix) if isinstance(item, dict)]

@@ -8,6 +8,7 @@ the older per-message span events and ``gen_ai.prompt``/``gen_ai.completion``), 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -86,7 +87,7 @@ def _has_remote_parent(span: Span) -> bool:
     return bool(span.parent_span_id) and (flags & _HAS_IS_REMOTE) != 0 and (flags & _IS_REMOTE) != 0
 
 
-def _kind(attrs: dict[str, Any]) -> str:
+def _kind(attrs: Mapping[str, Any]) -> str:
     operation = attrs.get("gen_ai.operation.name")
     openinference = str(attrs.get("openinference.span.kind", "")).upper()
     if operation == "invoke_agent" or openinference == "AGENT":
@@ -145,7 +146,7 @@ def extract(span: Span) -> SpanRecord | None:
     return record
 
 
-def _first(attrs: dict[str, Any], *keys: str) -> Any:
+def _first(attrs: Mapping[str, Any], *keys: str) -> Any:
     for key in keys:
         if key in attrs:
             return attrs[key]
@@ -160,30 +161,31 @@ def _identifier(value: Any) -> str | None:
     return None
 
 
-def _read_messages(record: SpanRecord, attrs: dict[str, Any], span: Span) -> None:
+def _read_messages(record: SpanRecord, attrs: Mapping[str, Any], span: Span) -> None:
     inputs, outputs = record.inputs, record.outputs
     instructions = system(from_json(attrs.get("gen_ai.system_instructions")))
     if instructions is not None:
         inputs.append(instructions)
     # The current GenAI attributes first, then OpenInference, then the older GenAI forms.
+    # Flattened lists start at index 0: one lookup says whether a span has one.
     if "gen_ai.input.messages" in attrs:
         inputs += from_any(from_json(attrs["gen_ai.input.messages"]))
-    elif _has_prefix(attrs, "llm.input_messages."):
+    elif "llm.input_messages.0.message.role" in attrs:
         for item in openinference_messages(attrs, "llm.input_messages."):
             inputs += from_openai(item)
     elif "gen_ai.prompt" in attrs:
         inputs += from_any(from_json(attrs["gen_ai.prompt"]), default_role="user")
-    elif _has_prefix(attrs, "gen_ai.prompt."):
+    elif "gen_ai.prompt.0.role" in attrs or "gen_ai.prompt.0.content" in attrs:
         for item in openllmetry_messages(attrs, "gen_ai.prompt."):
             inputs += from_openai(item)
     if "gen_ai.output.messages" in attrs:
         outputs += from_any(from_json(attrs["gen_ai.output.messages"]))
-    elif _has_prefix(attrs, "llm.output_messages."):
+    elif "llm.output_messages.0.message.role" in attrs:
         for item in openinference_messages(attrs, "llm.output_messages."):
             outputs += from_openai(item, default_role="assistant")
     elif "gen_ai.completion" in attrs:
         outputs += from_any(from_json(attrs["gen_ai.completion"]), default_role="assistant")
-    elif _has_prefix(attrs, "gen_ai.completion."):
+    elif "gen_ai.completion.0.role" in attrs or "gen_ai.completion.0.content" in attrs:
         for item in openllmetry_messages(attrs, "gen_ai.completion."):
             outputs += from_openai(item, default_role="assistant")
     if span.events:
@@ -192,10 +194,6 @@ def _read_messages(record: SpanRecord, attrs: dict[str, Any], span: Span) -> Non
         _read_values(record, attrs)
     # Each output message is one choice; the conversation continued with the first.
     del outputs[1:]
-
-
-def _has_prefix(attrs: dict[str, Any], prefix: str) -> bool:
-    return any(key.startswith(prefix) for key in attrs)
 
 
 def _read_events(record: SpanRecord, span: Span) -> None:
@@ -208,6 +206,8 @@ def _read_events(record: SpanRecord, span: Span) -> None:
         content = from_json(body.get("gen_ai.event.content"))
         if isinstance(content, dict):
             body = {**body, **content}
+        elif "tool_calls" in body:  # structured fields as JSON strings, where SDKs lack maps
+            body["tool_calls"] = from_json(body["tool_calls"])
         if name in _INPUT_EVENTS:
             record.inputs += from_openai(body, default_role=_INPUT_EVENTS[name])
         elif name == "gen_ai.choice":
@@ -230,7 +230,7 @@ def _read_score(record: SpanRecord, body: dict[str, Any]) -> None:
         record.scores[name] = float(value)
 
 
-def _read_values(record: SpanRecord, attrs: dict[str, Any]) -> None:
+def _read_values(record: SpanRecord, attrs: Mapping[str, Any]) -> None:
     """Use an OpenInference agent span's plain-text ``input.value``/``output.value``."""
     for key, role, target in (
         ("input", "user", record.inputs),
@@ -242,7 +242,7 @@ def _read_values(record: SpanRecord, attrs: dict[str, Any]) -> None:
             target.append(Message(role=role, content=value))  # type: ignore[arg-type]
 
 
-def _tool_run(attrs: dict[str, Any], span: Span) -> ToolRun:
+def _tool_run(attrs: Mapping[str, Any], span: Span) -> ToolRun:
     error_message = span.status.message or None
     for event in span.events:
         if event.name == "exception":

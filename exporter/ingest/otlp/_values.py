@@ -39,7 +39,12 @@ def to_python(value: AnyValue, depth: int = 0) -> Any:
 
 def attributes(items: Iterable[KeyValue]) -> dict[str, Any]:
     """Return an attribute list as a dict (the last of repeated keys wins, as in the SDKs)."""
-    return {kv.key: to_python(kv.value) for kv in items}
+    # Strings inline: most attributes are strings and this runs for every attribute of a span.
+    return {
+        kv.key: (v.string_value if v.WhichOneof("value") == "string_value" else to_python(v))
+        for kv in items
+        for v in (kv.value,)  # bound once: each access builds a new wrapper object
+    }
 
 
 def from_json(value: Any) -> Any:
