@@ -182,14 +182,19 @@ class ExportStats:
 def export_cases(
     records: Iterable[Record], *, fmt: Format, where: ExportFilter, stats: ExportStats
 ) -> Iterator[str]:
-    """Yield one JSON line per matching record, first occurrence of each id only."""
+    """Yield one JSON line per matching record.
+
+    Only the first record of each id counts (two replicas may both have kept a conversation),
+    whether or not it matches, so a filter never lets a later copy through in its place.
+    """
     convert = to_case if fmt == "jsonl" else to_inspect
     for record in records:
+        if record.id in stats.seen:
+            stats.duplicates += 1
+            continue
+        stats.seen.add(record.id)
         if not where.matches(record):
             stats.filtered += 1
-        elif record.id in stats.seen:  # two replicas may both have kept a conversation
-            stats.duplicates += 1
-        else:
-            stats.seen.add(record.id)
-            stats.exported += 1
-            yield json.dumps(convert(record), ensure_ascii=False) + "\n"
+            continue
+        stats.exported += 1
+        yield json.dumps(convert(record), ensure_ascii=False) + "\n"
