@@ -434,3 +434,45 @@ class TestReader:
         (finished,) = dataset_files(directory)
         assert finished.name != ACTIVE_NAME
         assert finished.read_bytes() == seed.read_bytes()
+
+
+class TestConfig:
+    """The dataset section: defaults in one place, paths, errors that name the key."""
+
+    def test_dataclass_defaults_match_default_yml(self) -> None:
+        """DatasetConfig() (used when no config is loaded) says what default.yml says."""
+        from dataclasses import replace
+
+        from exporter.config.model import DatasetConfig
+
+        loaded = parse_config({}).dataset
+        assert replace(loaded, path=DatasetConfig().path) == DatasetConfig()
+
+    def test_relative_path_follows_the_config_file(self, tmp_path: Path) -> None:
+        """A relative path is resolved against the config file's directory."""
+        config = parse_config({"dataset": {"path": "fb"}}, source=str(tmp_path / "c.yml"))
+        assert config.dataset.path == str(tmp_path / "fb")
+
+    @pytest.mark.parametrize(
+        ("section", "where"),
+        [
+            ({"select": {"bad_dimensions": ["nope"]}}, "$.dataset.select.bad_dimensions[0]"),
+            (
+                {"redaction": {"patterns": [{"name": "x", "regex": "("}]}},
+                "$.dataset.redaction.patterns[0].regex",
+            ),
+            (
+                {"redaction": {"patterns": [{"name": "email", "regex": "x"}]}},
+                "$.dataset.redaction.patterns[0].name",
+            ),
+            ({"redaction": {"kinds": ["ssn"]}}, "$.dataset.redaction.kinds[0]"),
+            ({"rotation": {"max_age": "soon"}}, "$.dataset.rotation.max_age"),
+        ],
+    )
+    def test_errors_name_the_key(self, section: dict[str, Any], where: str) -> None:
+        """Bad dataset settings fail at load, naming the JSON path."""
+        from exporter.exceptions import ConfigError
+
+        with pytest.raises(ConfigError) as caught:
+            parse_config({"dataset": section}, source="test.yml")
+        assert caught.value.path == where

@@ -14,8 +14,10 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -28,6 +30,7 @@ from exporter.model import decode_conversation
 from exporter.pipeline import Pipeline
 from exporter.scoring import build_scorers
 from tests.conftest import conversation
+from tests.support.daemon import running_daemon
 from tests.test_dataset import Harness, dataset_config, evaluation
 
 REPO = Path(__file__).resolve().parents[1]
@@ -303,3 +306,105 @@ class TestSecondWriter:
         finally:
             await first.writer.aclose()
             await second.writer.aclose()
+
+
+def scrape(url: str, name: str) -> float:
+    """Return the sum of a metric's samples on the daemon's /metrics."""
+    with urllib.request.urlopen(f"{url}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(f"agent_quality_{name}")
+    )
+
+
+def post_batch(url: str, first: int, count: int) -> None:
+    """POST ``count`` bad conversations carrying an e-mail address, as one JSON array."""
+    batch = []
+    for number in range(first, first + count):
+        document = conversation(id=f"c-{number}", signals={"user_thumbs_down": True})
+        document["messages"] = [{"role": "user", "content": f"I'm user{number}@example.com"}]
+        batch.append(document)
+    request = urllib.request.Request(
+        f"{url}/v1/conversations",
+        data=json.dumps(batch).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:
+        assert response.status == 202
+
+
+def daemon_config(directory: Path) -> dict[str, Any]:
+    """Score everything and keep it in ``directory``, flushing every 100 ms."""
+    return {
+        "sampling": {"base_rate": 1.0, "boost_rate": 1.0},
+        "dataset": {
+            "enabled": True,
+            "path": str(directory),
+            "flush_interval": "100ms",
+            "rotation": {"max_bytes": 65536},
+        },
+    }
+
+
+class TestDaemon:
+    """The real daemon, as users run it, writing the dataset."""
+
+    def test_kill_9_mid_stream(self, tmp_path: Path) -> None:
+        """Everything the daemon counted as written survives SIGKILL, whole and redacted."""
+        directory = tmp_path / "ds"
+        with running_daemon(tmp_path, daemon_config(directory)) as daemon:
+            number = 0
+            while scrape(daemon.url, "dataset_records_total") < 400:
+                post_batch(daemon.url, number, 50)
+                number += 50
+            post_batch(daemon.url, number, 200)  # still being scored and written ...
+            counted = scrape(daemon.url, "dataset_records_total")
+            daemon.process.send_signal(signal.SIGKILL)  # ... when the daemon dies
+            daemon.process.wait(timeout=10)
+        assert daemon.process.returncode == -signal.SIGKILL
+        ids, stats = complete_ids(directory)
+        assert stats.corrupt == 0
+        assert len(ids) >= counted >= 400
+        assert len(ids) == len(set(ids))
+        raw = b"".join(p.read_bytes() for p in dataset_files(directory))
+        assert b"@example.com" not in raw
+        assert b"[EMAIL]" in raw
+
+    def test_sigterm_finishes_the_file_and_export_reads_it(self, tmp_path: Path) -> None:
+        """A clean stop renames the active file; export-dataset turns it into cases."""
+        directory = tmp_path / "ds"
+        config = daemon_config(directory)
+        with running_daemon(tmp_path, config) as daemon:
+            post_batch(daemon.url, 0, 30)
+            deadline = time.monotonic() + 10
+            while scrape(daemon.url, "dataset_records_total") < 30:
+                assert time.monotonic() < deadline, daemon.log()
+                time.sleep(0.05)
+            assert daemon.stop() == 0
+        assert not (directory / ACTIVE_NAME).exists()
+        (config_file,) = tmp_path.glob("config-*.yml")
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "exporter",
+                "export-dataset",
+                f"--config.file={config_file}",
+                "--format",
+                "inspect",
+            ],
+            cwd=REPO,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        cases = [json.loads(line) for line in done.stdout.splitlines()]
+        assert sorted(case["id"] for case in cases) == sorted(f"c-{n}" for n in range(30))
+        assert all(
+            "signal:user_thumbs_down" in case["metadata"]["selected_because"] for case in cases
+        )
