@@ -49,6 +49,15 @@ def records(spans: list[Span]) -> Iterator[SpanRecord]:
             yield record
 
 
+def feed(buffer: PartialBuffer, spans: list[Span]) -> list[bool]:
+    """Add the spans' records, then end the traces whose root came, as the receiver does."""
+    kept = [buffer.add(record, service="support-service") for record in records(spans)]
+    for record in records(spans):
+        if record.ends_conversation:
+            buffer.end_trace(record.trace_id)
+    return kept
+
+
 def conversation_of(partial: Partial) -> Conversation:
     """Assemble and validate, as the receiver does."""
     assembled = assemble(
@@ -83,8 +92,7 @@ class TestAssembly:
         """Each conversation played through the SDK comes out as a client would send it."""
         plays = scripts(3, failing=1)
         buffer = PartialBuffer(config())
-        for record in records(sdk_spans(convention, plays)):
-            assert buffer.add(record, service="support-service")
+        assert all(feed(buffer, sdk_spans(convention, plays)))
         done = {partial.key: conversation_of(partial) for partial in buffer.take_ended()}
         assert len(buffer) == 0
         for script in plays:
@@ -102,8 +110,7 @@ class TestAssembly:
         buffer = PartialBuffer(config(complete_on_root_span=False, idle_timeout=5), clock=clock)
         turn = Script("chat-1", user="Hi", answer="Hello! How can I help?")
         follow_up = Script("chat-1", user="Where is A-7?", answer="It ships tomorrow.")
-        for record in records(sdk_spans("genai", [turn, follow_up])):
-            assert buffer.add(record, service=None)
+        assert all(feed(buffer, sdk_spans("genai", [turn, follow_up])))
         assert buffer.take_ended() == []
         clock.now += 4
         assert buffer.take_expired() == ([], [])
@@ -123,10 +130,9 @@ class TestAssembly:
         """With root-span completion on, a second trace of the same id counts as late."""
         buffer = PartialBuffer(config())
         first, second = (Script("chat-2", user=f"q{n}", answer=f"a{n}") for n in range(2))
-        for record in records(sdk_spans("genai", [first])):
-            assert buffer.add(record, service=None)
+        assert all(feed(buffer, sdk_spans("genai", [first])))
         assert len(buffer.take_ended()) == 1
-        assert not any(buffer.add(r, service=None) for r in records(sdk_spans("genai", [second])))
+        assert not any(feed(buffer, sdk_spans("genai", [second])))
 
     def test_conversation_id_found_on_a_child_span(self) -> None:
         """Spans keyed by trace join the conversation id another span of the trace names."""
@@ -242,9 +248,7 @@ class TestBuffer:
     def test_root_completion_can_be_turned_off(self) -> None:
         """complete_on_root_span false leaves ended conversations to the idle timeout."""
         buffer = PartialBuffer(config(complete_on_root_span=False))
-        assert buffer.add(
-            _record(make_span({"gen_ai.operation.name": "invoke_agent"})), service=None
-        )
+        assert feed(buffer, [make_span({"gen_ai.operation.name": "invoke_agent"})]) == [True]
         assert buffer.take_ended() == []
         assert len(buffer) == 1
 

@@ -292,6 +292,23 @@ class TestCompletion:
         assert sample(client, "agent_quality_scored_total", agent="support-bot") == 1
         assert sample(client, "agent_quality_otlp_buffer_conversations") == 0
 
+    async def test_root_span_first_in_a_large_request(self, client_for: MakeClient) -> None:
+        """A root ahead of its children, across the handler's yields, completes after them."""
+        client = await client_for(**ALL)
+        chat = {
+            "gen_ai.operation.name": "chat",
+            "gen_ai.output.messages": json.dumps(
+                [{"role": "assistant", "parts": [{"type": "text", "content": "done"}]}]
+            ),
+        }
+        root = make_span({"gen_ai.operation.name": "invoke_agent"}, trace=5, span=1)
+        children = [make_span(chat, trace=5, span=n, parent=1) for n in range(2, 1300)]
+        body = export_request(root, *children).SerializeToString()
+        assert (await client.post("/v1/traces", data=body, headers=PROTOBUF)).status == 200
+        assert sample(client, "agent_quality_otlp_conversations_total", trigger="root_span") == 1
+        assert sample(client, "agent_quality_otlp_spans_total", outcome="accepted") == 1299
+        assert sample(client, "agent_quality_otlp_spans_total", outcome="late") == 0
+
     async def test_late_spans_are_counted_not_rescored(self, client_for: MakeClient) -> None:
         """A span arriving after its conversation was completed is late."""
         client = await client_for(**ALL)

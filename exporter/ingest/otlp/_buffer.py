@@ -76,7 +76,11 @@ class PartialBuffer:
         return len(self._entries)
 
     def add(self, record: SpanRecord, *, service: str | None) -> bool:
-        """Keep ``record``; return False when its conversation already left (a late span)."""
+        """Keep ``record``; return False when its conversation already left (a late span).
+
+        ``record.ends_conversation`` is for the caller to pass on with ``end_trace`` once the
+        request's other spans are in: a root span may come before its children in a batch.
+        """
         trace, conversation_id = record.trace_id, record.conversation_id
         if trace in self._done_traces or (conversation_id and conversation_id in self._done_keys):
             return False
@@ -100,8 +104,6 @@ class PartialBuffer:
         if trace not in entry.traces:
             entry.traces.add(trace)
             self._by_trace.setdefault(trace, key)
-        if record.ends_conversation:
-            self.end_trace(trace)
         return True
 
     def _merge(self, *, source: str, target: str, now: float) -> None:

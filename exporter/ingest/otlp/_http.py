@@ -75,7 +75,7 @@ class _Endpoint:
         except InvalidPayload as error:
             self.metrics.rejected.labels("traces", "malformed").inc()
             return _status(400, INVALID_ARGUMENT, str(error), encoding)
-        result = self.receiver.export(export)
+        result = await self.receiver.export(export)
         if result.rejected:
             self.metrics.rejected.labels("traces", "invalid").inc(result.rejected)
         payload = encode_response(
