@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -12,15 +13,19 @@ from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
-from exporter.config import parse_config
+from exporter.config import load_config, parse_config
+from exporter.config.model import Price
 from exporter.exceptions import ConfigError
 from exporter.metrics import Metrics
 from exporter.model import Conversation
+from exporter.scoring import build_scorers
 from exporter.scoring.judge import (
     BreakerState,
     CircuitBreaker,
     DailyBudget,
     InvalidVerdict,
+    JudgeConfirmer,
+    JudgeScorer,
     Rubric,
     build_confirmers,
     make_judge_scorer,
@@ -363,6 +368,19 @@ class TestConfig:
             parse_config(document)
         assert caught.value.path == path
         assert words in caught.value.message
+
+    def test_example_config_builds(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """examples/two-judges.yml loads and builds its judge scorer and confirmer."""
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-example")
+        config = load_config(Path(__file__).parents[1] / "examples" / "two-judges.yml")
+        metrics = Metrics(config, CollectorRegistry())
+        judges = [s for s in build_scorers(config, metrics=metrics) if isinstance(s, JudgeScorer)]
+        assert [j.dimensions for j in judges] == [("task_completion", "coherence", "groundedness")]
+        assert "customer-support agent" in judges[0].grader.rubrics["task_completion"].prompt
+        (confirmer,) = build_confirmers(config, metrics=metrics)
+        assert isinstance(confirmer, JudgeConfirmer)
+        assert confirmer.grader.client.config.model == "gpt-4.1"
+        assert config.judges["careful"].price == Price(2.0, 8.0)
 
     def test_dimension_without_rubric(self) -> None:
         """Judging a dimension nobody wrote a rubric for is an error naming the entry's key."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -35,22 +36,25 @@ def fake(fake_server: FakeOpenAI) -> FakeOpenAI:
     return fake_server
 
 
-def two_judges(fake: FakeOpenAI, **confirmation: Any) -> Config:
-    """Return a config: `first` scores coherence, `second` (another model) confirms."""
+def two_judges_document(fake: FakeOpenAI, **confirmation: Any) -> dict[str, Any]:
+    """Return a config document: `first` scores coherence, `second` (another model) confirms."""
     judge = {"base_url": fake.base_url, "backoff": "10ms", "retries": 0}
-    return parse_config(
-        {
-            "judges": {
-                "first": {**judge, "model": FIRST},
-                "second": {**judge, "model": SECOND},
-            },
-            "scorers": [
-                {"type": "refusal"},
-                {"type": "llm_judge", "name": "judge", "judge": "first", "dimension": "coherence"},
-            ],
-            "confirmation": {"judge": "second", **confirmation},
-        }
-    )
+    return {
+        "judges": {
+            "first": {**judge, "model": FIRST},
+            "second": {**judge, "model": SECOND},
+        },
+        "scorers": [
+            {"type": "refusal"},
+            {"type": "llm_judge", "name": "judge", "judge": "first", "dimension": "coherence"},
+        ],
+        "confirmation": {"judge": "second", **confirmation},
+    }
+
+
+def two_judges(fake: FakeOpenAI, **confirmation: Any) -> Config:
+    """Return the config of ``two_judges_document``."""
+    return parse_config(two_judges_document(fake, **confirmation))
 
 
 def talk(text: str, answer: str = "It ships tomorrow.") -> Conversation:
@@ -207,6 +211,27 @@ class TestConfirmerAlone:
         assert metrics.registry.get_sample_value(verdicts, {**labels, "verdict": "skipped"}) == 1
         dropped = {"reason": "judge_budget"}
         assert metrics.registry.get_sample_value("agent_quality_dropped_total", dropped) == 1
+
+    async def test_slow_second_judge_is_counted_before_the_pipeline_cancels(
+        self, fake: FakeOpenAI
+    ) -> None:
+        """A second judge slower than the scorer timeout yields a counted `error` verdict."""
+        fake.behave(SECOND, {"delay": 3})
+        config = parse_config({**two_judges_document(fake), "pipeline": {"scorer_timeout": "1s"}})
+        metrics = Metrics(config, CollectorRegistry())
+        (confirmer,) = build_confirmers(config, metrics=metrics)
+        evaluation = Evaluation(talk("judge-score=1"), "support-bot", "base", {"coherence": 1.0})
+        started = time.monotonic()
+        try:
+            result = await confirmer.confirm(evaluation)
+        finally:
+            await confirmer.aclose()
+        assert 0.85 < time.monotonic() - started < 1.0
+        assert result is not None
+        assert "within 0.9s" in evaluation.errors["confirmation:coherence"]
+        labels = {"agent": "support-bot", "dimension": "coherence", "judge": "second"}
+        verdicts = "agent_quality_judge_verdicts_total"
+        assert metrics.registry.get_sample_value(verdicts, {**labels, "verdict": "error"}) == 1
 
     def test_confirmation_dimensions_default_to_the_judged_ones(self, fake: FakeOpenAI) -> None:
         """Without a list, the second judge re-scores what the llm_judge scorers score."""

@@ -196,7 +196,10 @@ def make_app(*, api_key: str | None = None) -> web.Application:
 
 
 async def _serve(port: int, api_key: str | None) -> None:
-    runner = web.AppRunner(make_app(api_key=api_key), access_log=None)
+    # A client that gave up (timeout) cancels its request here too, as on a real server.
+    runner = web.AppRunner(
+        make_app(api_key=api_key), access_log=None, handler_cancellation=True, shutdown_timeout=1
+    )
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", port)
     await site.start()

@@ -86,5 +86,7 @@ def build_confirmers(config: Config, *, metrics: Metrics) -> list[Confirmer]:
         dimensions=dimensions,
         flags=confirmation.flags,
         metrics=metrics,
+        # The pipeline cancels a confirmer at scorer_timeout; stop a little earlier, and count.
+        deadline=config.pipeline.scorer_timeout * 0.9,
     )
     return [confirmer]

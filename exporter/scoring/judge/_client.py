@@ -146,6 +146,8 @@ class JudgeClient:
         while True:
             if not self.breaker.allows():
                 raise BreakerOpen("circuit open after repeated failures", judge=self.name)
+            if attempt:
+                self._metrics.judge_retries.labels(self.name).inc()
             try:
                 return await self._request(messages)
             except _Retry as retry:
@@ -154,7 +156,6 @@ class JudgeClient:
                     tries = attempt + 1
                     raise JudgeFailed(f"{retry.why} ({tries} attempts)", judge=self.name) from None
                 attempt += 1
-                self._metrics.judge_retries.labels(self.name).inc()
                 await self._sleep(delay)
             except BaseException:
                 self.breaker.release()  # cancelled mid-request: says nothing about the endpoint

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 
 from exporter.config.model import Dimension
 from exporter.metrics import Metrics
-from exporter.scoring.judge._errors import OverBudget
+from exporter.scoring.judge._errors import JudgeFailed, OverBudget
 from exporter.scoring.judge._grader import Grader
 from exporter.scoring.judge._verdict import Verdict
 from exporter.types import Evaluation, ScoreResult
@@ -35,11 +36,13 @@ class JudgeConfirmer:
         dimensions: Mapping[str, Dimension],
         flags: frozenset[str],
         metrics: Metrics,
+        deadline: float | None = None,
     ) -> None:
         self.grader = grader
         self._dimensions = dict(dimensions)
         self._flags = flags
         self._metrics = metrics
+        self._deadline = deadline
 
     def targets(self, evaluation: Evaluation) -> list[str]:
         """Return the dimensions to re-score: all on a chosen flag, else the bad ones."""
@@ -57,7 +60,15 @@ class JudgeConfirmer:
         targets = self.targets(evaluation)
         if not targets:
             return None
-        results = await self.grader.grade(evaluation.conversation, targets)
+        try:
+            async with asyncio.timeout(self._deadline):
+                results = await self.grader.grade(evaluation.conversation, targets)
+        except TimeoutError:
+            # Ours fires before the pipeline's, so a slow judge is a counted verdict too.
+            late = JudgeFailed(
+                f"no verdict within {self._deadline:g}s", judge=self.grader.client.name
+            )
+            results = dict.fromkeys(targets, late)
         judge = self.grader.client.name
         confirmed, skipped, reasons = False, False, {}
         for name, result in results.items():
