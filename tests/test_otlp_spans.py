@@ -328,6 +328,38 @@ class TestExtract:
         assert record.ends_conversation is ends
 
 
+def _deep_protobuf() -> bytes:
+    """Return a request whose one attribute nests arrays past what decoders accept (100)."""
+    value = b"\x0a\x01x"  # AnyValue{string_value: "x"}
+    for _ in range(150):
+        array = b"\x0a" + _varint(len(value)) + value  # ArrayValue{values: [value]}
+        value = b"\x2a" + _varint(len(array)) + array  # AnyValue{array_value: ...}
+    attribute = b"\x0a\x01a\x12" + _varint(len(value)) + value  # KeyValue{key, value}
+    span = b"\x0a\x10" + b"\x01" * 16 + b"\x12\x08" + b"\x02" * 8
+    span += b"\x4a" + _varint(len(attribute)) + attribute  # Span.attributes (field 9)
+    scope = b"\x12" + _varint(len(span)) + span  # ScopeSpans.spans (field 2)
+    resource = b"\x12" + _varint(len(scope)) + scope  # ResourceSpans.scope_spans (field 2)
+    return b"\x0a" + _varint(len(resource)) + resource
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+_DEEP_JSON = (
+    b'{"resourceSpans": [{"resource": {"attributes": [{"key": "a", "value": '
+    + b'{"arrayValue": {"values": [' * 200
+    + b"]}}" * 200
+    + b"}]}}]}"
+)
+_DEEP_PROTOBUF = _deep_protobuf()
+
+
 class TestWire:
     def test_media_types(self) -> None:
         """Protobuf and JSON, with parameters; anything else is unsupported."""
@@ -367,6 +399,9 @@ class TestWire:
             (b'{"resourceSpans": 5}', JSON, "$"),
             (export_request(make_span({"a": "b"})).SerializeToString()[:-3], PROTOBUF, "$"),
             (b"\xff\xff\xff\xff", PROTOBUF, "$"),
+            (b"[" * 100_000, JSON, "$"),
+            (_DEEP_JSON, JSON, "$"),
+            (_DEEP_PROTOBUF, PROTOBUF, "$"),
         ],
     )
     def test_undecodable_bodies(self, body: bytes, encoding: str, where: str) -> None:
@@ -374,6 +409,7 @@ class TestWire:
         with pytest.raises(InvalidPayload) as raised:
             decode_request(body, encoding=encoding)
         assert raised.value.where == where
+        assert len(raised.value.message) < 400
 
     def test_responses_in_the_request_encoding(self) -> None:
         """Partial success and Status bodies encode as protobuf or OTLP/JSON."""

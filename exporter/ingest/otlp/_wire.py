@@ -32,6 +32,8 @@ __all__ = [
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
 _ID_FIELDS = ("traceId", "spanId", "parentSpanId", "trace_id", "span_id", "parent_span_id")
+#: Characters of a decoder's error message passed on to the client.
+MAX_MESSAGE = 300
 # google.rpc.Code values used in error bodies.
 INVALID_ARGUMENT, UNAVAILABLE = 3, 14
 
@@ -54,21 +56,33 @@ def decode_request(body: bytes, *, encoding: str) -> ExportTraceServiceRequest:
             request.ParseFromString(body)
         except DecodeError as error:
             raise InvalidPayload(
-                f"not an ExportTraceServiceRequest in protobuf: {error}"
+                f"not an ExportTraceServiceRequest in protobuf: {_short(error)}"
             ) from error
         return request
     try:
         document = msgspec.json.decode(body)
     except msgspec.DecodeError as error:
         raise InvalidPayload(f"not JSON: {error}") from error
+    except RecursionError:
+        raise InvalidPayload("JSON nested too deeply") from None
     if not isinstance(document, dict):
         raise InvalidPayload(f"expected a JSON object, got {type(document).__name__}")
     _ids_to_base64(document)
     try:
         json_format.ParseDict(document, request, ignore_unknown_fields=True)
     except json_format.ParseError as error:
-        raise InvalidPayload(f"not an ExportTraceServiceRequest in OTLP/JSON: {error}") from error
+        raise InvalidPayload(
+            f"not an ExportTraceServiceRequest in OTLP/JSON: {_short(error)}"
+        ) from error
+    except RecursionError:  # json_format recurses per nested AnyValue
+        raise InvalidPayload("attribute values nested too deeply") from None
     return request
+
+
+def _short(error: Exception) -> str:
+    """Return an error's text, cut: json_format repeats a line per level of a deep value."""
+    text = str(error)
+    return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 3] + "..."
 
 
 def _ids_to_base64(document: dict[str, Any]) -> None:
