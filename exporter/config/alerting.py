@@ -82,6 +82,7 @@ class BurnRate:
     long_window: float
     short_window: float
     factor: float
+    min_samples: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +145,7 @@ def _seconds(fail: Fail, path: str, text: str) -> float:
 
 
 _TIER_KEYS = ("severity", "window", "for", "min_samples", "min_zscore", "min_delta_factor")
-_BURN_KEYS = ("severity", "long_window", "short_window", "factor")
+_BURN_KEYS = ("severity", "long_window", "short_window", "factor", "min_samples")
 
 
 def _require(fail: Fail, path: str, item: Mapping[str, Any], keys: tuple[str, ...]) -> None:
@@ -195,7 +196,16 @@ def build_alerting(section: Mapping[str, Any], fail: Fail) -> AlertingConfig:
         short = _seconds(fail, f"{where}.short_window", burn["short_window"])
         if short >= long:
             raise fail(f"{where}.short_window", "must be shorter than long_window")
-        burn_rates.append(BurnRate(name, burn["severity"], long, short, float(burn["factor"])))
+        burn_rates.append(
+            BurnRate(
+                name=name,
+                severity=burn["severity"],
+                long_window=long,
+                short_window=short,
+                factor=float(burn["factor"]),
+                min_samples=burn["min_samples"],
+            )
+        )
     absolute, exporter = section["absolute"], section["exporter"]
     manager, operator = section["alertmanager"], section["prometheus_operator"]
     return AlertingConfig(

@@ -34,7 +34,7 @@ from exporter.config.alerting import AlertingConfig, BurnRate, DegradationTier
 from exporter.config.model import Config, Dimension
 from exporter.generate.conventions import BASELINE, Alert, Record, window_name
 from exporter.generate.model import AlertingRule
-from exporter.generate.recording import selector
+from exporter.generate.recording import selector, window_count
 
 __all__ = ["quality_alerts"]
 
@@ -144,16 +144,18 @@ def _threshold(
     )
 
 
-def _burn_condition(dimension: Dimension, burn: BurnRate) -> str:
+def _burn_condition(dimension: Dimension, burn: BurnRate, alerting: AlertingConfig) -> str:
     objective = dimension.alerting.objective
     assert objective is not None  # callers only pass dimensions with an SLO
     # A factor the budget cannot reach (14.4 x a 10% budget) becomes "every conversation bad".
     ratio = min(burn.factor * (1 - objective), 1.0)
     match = selector(dimension)
     long, short = window_name(burn.long_window), window_name(burn.short_window)
+    count = window_count(burn.long_window, dimension, alerting)
     return (
         f"(\n  {Record.error_ratio(long)}{match} >= {ratio:.6g}\n"
-        f"  and {Record.error_ratio(short)}{match} >= {ratio:.6g}\n)"
+        f"  and {Record.error_ratio(short)}{match} >= {ratio:.6g}\n"
+        f"  and {count} >= {burn.min_samples}\n)"
     )
 
 
@@ -166,7 +168,7 @@ def _burn_alerts(dimension: Dimension, alerting: AlertingConfig) -> Iterator[Ale
         if not burns:
             continue
         longest = window_name(max(burn.long_window for burn in burns))
-        conditions = "\nor\n".join(_burn_condition(dimension, burn) for burn in burns)
+        conditions = "\nor\n".join(_burn_condition(dimension, burn, alerting) for burn in burns)
         yield AlertingRule(
             alert=Alert.BURN,
             # The value is the error ratio over the longest window of the alert's pairs.

@@ -79,6 +79,21 @@ class Record:
         return f"{LEVEL}:{SCORE}_count:increase{window}"
 
     @staticmethod
+    def sum(window: str) -> str:
+        """Sum of the scores in the window."""
+        return f"{LEVEL}:{SCORE}_sum:increase{window}"
+
+    @staticmethod
+    def squares(window: str) -> str:
+        """Sum of the squared scores in the window."""
+        return f"{LEVEL}:{SCORE}_squares:increase{window}"
+
+    @staticmethod
+    def bad(window: str) -> str:
+        """Scored conversations past the ``bad`` threshold in the window."""
+        return f"{LEVEL}:{SCORE}_bad:increase{window}"
+
+    @staticmethod
     def mean(window: str) -> str:
         """Mean score in the window; absent when nothing was scored."""
         return f"{LEVEL}:{SCORE}:mean{window}"
