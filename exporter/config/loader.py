@@ -30,6 +30,7 @@ from exporter.config.model import (
     DatasetConfig,
     DatasetSelection,
     Dimension,
+    GrafanaConfig,
     JudgeConfig,
     OtlpConfig,
     PipelineConfig,
@@ -162,6 +163,7 @@ class _Builder:
             confirmation=self.confirmation(judges, scorers, {d.name for d in dimensions}),
             dataset=self.dataset({d.name for d in dimensions}),
             otlp=self.otlp(),
+            grafana=GrafanaConfig(**self.doc["grafana"]),
             alerting=build_alerting(self.doc["alerting"], self.fail),
         )
 

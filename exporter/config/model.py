@@ -18,6 +18,7 @@ __all__ = [
     "DatasetConfig",
     "DatasetSelection",
     "Dimension",
+    "GrafanaConfig",
     "JudgeConfig",
     "OtlpConfig",
     "PipelineConfig",
@@ -139,6 +140,15 @@ class PipelineConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class GrafanaConfig:
+    """What the generated Grafana provisioning files point at."""
+
+    prometheus_url: str = "http://prometheus:9090"
+    dashboards_path: str = "/var/lib/grafana/dashboards/agent-quality"
+    folder: str = "Agent quality"
+
+
+@dataclass(frozen=True, slots=True)
 class OtlpConfig:
     """OTLP/HTTP traces: when a conversation assembled from spans is complete, buffer bounds."""
 
@@ -255,6 +265,7 @@ class Config:
     confirmation: ConfirmationConfig = ConfirmationConfig()
     dataset: DatasetConfig = DatasetConfig()
     otlp: OtlpConfig = OtlpConfig()
+    grafana: GrafanaConfig = GrafanaConfig()
     #: The generated rules' settings (exporter/config/alerting.py); None only in hand-built
     #: configs of unit tests, which `generate` refuses.
     alerting: AlertingConfig | None = None

@@ -24,6 +24,7 @@ from exporter.generate.conventions import (
     Group,
 )
 from exporter.generate.exporter_alerts import exporter_alerts
+from exporter.generate.grafana import write_grafana
 from exporter.generate.model import RuleGroup
 from exporter.generate.recording import recording_groups
 from exporter.generate.writer import dump_yaml, groups_data, operator_resource, write_text
@@ -55,7 +56,7 @@ def build_rules(config: Config) -> tuple[tuple[RuleGroup, ...], tuple[RuleGroup,
 def generate(
     config: Config, *, out: pathlib.Path, output_format: str = "prometheus"
 ) -> list[pathlib.Path]:
-    """Write out/rules/, out/alertmanager/ (and later out/grafana/); return the files written."""
+    """Write out/rules/, out/alertmanager/ and out/grafana/; return the files written."""
     if output_format not in FORMATS:
         raise GenerateError(f"unknown output format {output_format!r}; expected one of {FORMATS}")
     recording, alerts = build_rules(config)
@@ -72,4 +73,5 @@ def generate(
     manager = dump_yaml(alertmanager_config(config.alerting), source=source, note=EXAMPLE)
     written.append(write_text(manager_dir / ALERTMANAGER_FILE, manager))
     written.append(write_text(manager_dir / TEMPLATE_FILE, TEMPLATE))
+    written.extend(write_grafana(config, out=out))
     return written

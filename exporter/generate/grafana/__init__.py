@@ -1,0 +1,62 @@
+"""Grafana dashboards and provisioning for a config: ``generate`` writes them to DIR/grafana/.
+
+Dashboards are built with grafana-foundation-sdk, Grafana's own typed builders (pinned to the
+Grafana 11.6 schema): they emit the current dashboard JSON model (schemaVersion 41) and lay
+panels out on the grid; the few Prometheus annotation fields its generic model lacks are added
+in ``_kit``. Queries read the recording rules by the names in ``exporter.generate.conventions``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from exporter.config.model import Config
+from exporter.generate.grafana._agent import agent
+from exporter.generate.grafana._common import AGENT_UID, OVERVIEW_UID, TAG
+from exporter.generate.grafana._overview import overview
+from exporter.generate.grafana._provisioning import provisioning
+from exporter.generate.writer import dump_yaml, write_text
+
+__all__ = [
+    "AGENT_UID",
+    "DASHBOARDS_DIR",
+    "GRAFANA_DIR",
+    "OVERVIEW_UID",
+    "TAG",
+    "dashboards",
+    "dump_json",
+    "write_grafana",
+]
+
+GRAFANA_DIR = "grafana"
+DASHBOARDS_DIR = "dashboards"
+PROVISIONING_DIR = "provisioning"
+
+
+def dashboards(config: Config) -> dict[str, dict[str, Any]]:
+    """Return the dashboards for ``config`` by file name."""
+    return {
+        "agent-quality-overview.json": overview(config),
+        "agent-quality-agent.json": agent(config),
+    }
+
+
+def dump_json(data: dict[str, Any]) -> str:
+    """Return a dashboard as stable, diff-friendly JSON text."""
+    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+
+
+def write_grafana(config: Config, *, out: Path) -> list[Path]:
+    """Write ``out/grafana/dashboards/*.json`` and the provisioning files; return them."""
+    root = out / GRAFANA_DIR
+    written = [
+        write_text(root / DASHBOARDS_DIR / name, dump_json(data))
+        for name, data in dashboards(config).items()
+    ]
+    for name, data in provisioning(config).items():
+        written.append(
+            write_text(root / PROVISIONING_DIR / name, dump_yaml(data, source=config.source))
+        )
+    return written
