@@ -46,7 +46,7 @@ def firing(window: str, **match: str) -> str:
     """Return a query for alerts firing at any evaluation in the last ``window``."""
     matchers = ",".join(f'{key}="{value}"' for key, value in match.items())
     return (
-        "count by (alertname, agent, dimension, severity) "
+        "group by (alertname, agent, dimension, severity) "
         f'(count_over_time(ALERTS{{alertstate="firing",{matchers}}}[{window}]))'
     )
 
