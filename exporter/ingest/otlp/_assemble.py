@@ -19,7 +19,7 @@ import msgspec
 from exporter.ingest.otlp._spans import SpanRecord, ToolRun
 from exporter.model import Conversation, Message, ToolCall, Usage
 
-__all__ = ["UNKNOWN_AGENT", "assemble"]
+__all__ = ["UNKNOWN_AGENT", "assemble", "encode"]
 
 #: The agent name of a conversation whose spans name none (no gen_ai.agent.name, no service).
 UNKNOWN_AGENT = "unknown"

@@ -39,6 +39,8 @@ MAX_SWEEP_INTERVAL = 1.0
 
 
 class _Endpoint:
+    """The request handler, with what it needs from the app bound at setup."""
+
     def __init__(
         self,
         *,
@@ -57,6 +59,7 @@ class _Endpoint:
         self.error_body = error_body
 
     async def handle(self, request: web.Request) -> web.Response:
+        """Answer one OTLP/HTTP export request."""
         encoding = media_type(request.headers.get("Content-Type", ""))
         if encoding is None:
             self.metrics.rejected.labels("traces", "content_type").inc()
