@@ -91,15 +91,10 @@ async def _post_all(url: str, bodies: list[bytes], connections: int) -> float:
 
 
 def serve(port: int) -> None:
-    """Run the app on ``port``, adding the OTLP endpoint if the factory does not (yet)."""
+    """Run the app on ``port``."""
     from aiohttp import web
 
-    from exporter.ingest import otlp
-    from exporter.web.keys import CONFIG
-
     app = create_app(load_config())
-    if otlp.RECEIVER not in app:
-        otlp.setup(app, config=app[CONFIG], intake=app[INTAKE], metrics=app[METRICS])
     web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
 
 

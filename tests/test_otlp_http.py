@@ -25,9 +25,8 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from prometheus_client import CollectorRegistry
 
 from exporter.config import Config
-from exporter.ingest import otlp
 from exporter.web import create_app
-from exporter.web.keys import CONFIG, INTAKE, METRICS, PIPELINE, REGISTRY, STATE
+from exporter.web.keys import PIPELINE, REGISTRY, STATE
 from tests.support.fake_agent import (
     Convention,
     FakeAgent,
@@ -55,10 +54,7 @@ def client_for(
     """Start the real app for a config made of the given sections."""
 
     async def start(**sections: Any) -> Client:
-        app = create_app(make_config(**sections))
-        if otlp.RECEIVER not in app:  # the factory does not register the endpoint itself yet
-            otlp.setup(app, config=app[CONFIG], intake=app[INTAKE], metrics=app[METRICS])
-        return await aiohttp_client(app)
+        return await aiohttp_client(create_app(make_config(**sections)))
 
     return start
 

@@ -23,6 +23,7 @@ from prometheus_client.aiohttp import make_aiohttp_handler
 from exporter import dataset
 from exporter.config.model import Config
 from exporter.ingest import http as ingest_http
+from exporter.ingest import otlp
 from exporter.ingest.intake import Intake
 from exporter.metrics import Metrics
 from exporter.pipeline import Pipeline
@@ -86,6 +87,9 @@ def create_app(
     app.router.add_get("/openapi.json", pages.openapi)
     app.router.add_get("/", pages.landing)
     app.cleanup_ctx.append(_scoring)
+    # After _scoring: contexts exit in reverse, so spans still buffered at shutdown are handed
+    # to a pipeline that is still running.
+    otlp.setup(app, config=config, intake=intake, metrics=metrics)
     return app
 
 

@@ -77,6 +77,25 @@ def openapi_document() -> dict[str, Any]:
                     "responses": {"202": _accepted_response(), **errors},
                 }
             },
+            "/v1/traces": {
+                "post": {
+                    "summary": "OTLP/HTTP traces; conversations are assembled from GenAI spans.",
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/x-protobuf": {
+                                "schema": {"type": "string", "format": "binary"}
+                            },
+                            "application/json": {"schema": {"type": "object"}},
+                        },
+                    },
+                    "responses": {
+                        "200": {"description": "ExportTraceServiceResponse, maybe partial."},
+                        "400": {"description": "Undecodable body (a google.rpc.Status)."},
+                        **{code: errors[code] for code in ("401", "413", "415", "503")},
+                    },
+                }
+            },
             "/v1/feedback": {
                 "post": {
                     "summary": "Send a late signal for a conversation already sent.",
