@@ -147,3 +147,55 @@ class TestCommandLine:
             )
             assert result.returncode == 1
             assert "cannot listen" in result.stderr
+
+
+class TestTls:
+    def test_https_with_cert_and_key(self, tmp_path: Path) -> None:
+        """With server.tls set the daemon speaks HTTPS only, with the given certificate."""
+        import ssl
+
+        cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+        subprocess.run(
+            [
+                "openssl",
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=127.0.0.1",
+                "-addext",
+                "subjectAltName=IP:127.0.0.1",
+                "-keyout",
+                str(key),
+                "-out",
+                str(cert),
+            ],
+            check=True,
+            capture_output=True,
+        )
+        config = {"server": {"tls": {"cert_file": str(cert), "key_file": str(key)}}}
+        context = ssl.create_default_context(cafile=str(cert))
+        with running_daemon(tmp_path, config, scheme="https", ssl_context=context) as daemon:
+            url = f"https://127.0.0.1:{daemon.port}/-/healthy"
+            with urllib.request.urlopen(url, context=context, timeout=5) as response:
+                assert response.status == 200
+            # Plain HTTP to the TLS port: the server hangs up (URLError or a reset, both OSError).
+            with pytest.raises(OSError):
+                urllib.request.urlopen(f"http://127.0.0.1:{daemon.port}/-/healthy", timeout=5)
+
+    def test_tls_needs_both_files(self, tmp_path: Path) -> None:
+        """A certificate without a key is a config error naming $.server.tls."""
+        path = tmp_path / "c.yml"
+        path.write_text(f"server:\n  tls:\n    cert_file: {path}\n")
+        result = subprocess.run(
+            ["python", "-m", "exporter", "check-config", f"--config.file={path}"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert result.returncode == 2
+        assert "$.server.tls" in result.stderr

@@ -40,6 +40,7 @@ from exporter.config.model import (
     ScorerSpec,
     ServerConfig,
     Thresholds,
+    TlsConfig,
     default_buckets,
 )
 from exporter.exceptions import ConfigError
@@ -249,7 +250,19 @@ class _Builder:
             ),
             max_body_bytes=limits["max_body_bytes"],
             max_batch_items=limits["max_batch_items"],
+            tls=self.tls(server.get("tls") or {}),
         )
+
+    def tls(self, tls: Mapping[str, Any]) -> TlsConfig | None:
+        cert, key = tls.get("cert_file"), tls.get("key_file")
+        if cert is None and key is None:
+            return None
+        if cert is None or key is None:
+            raise self.fail("$.server.tls", "set both cert_file and key_file, or neither")
+        for name, path in (("cert_file", cert), ("key_file", key)):
+            if not Path(path).is_file():
+                raise self.fail(f"$.server.tls.{name}", f"{path} is not a readable file")
+        return TlsConfig(cert_file=cert, key_file=key)
 
     def bearer_token(self, auth: Mapping[str, Any]) -> str | None:
         env, file = auth.get("bearer_token_env"), auth.get("bearer_token_file")

@@ -28,6 +28,7 @@ __all__ = [
     "ScorerSpec",
     "ServerConfig",
     "Thresholds",
+    "TlsConfig",
     "default_buckets",
 ]
 
@@ -97,6 +98,14 @@ class AuthConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class TlsConfig:
+    """Certificate and key for HTTPS; absent means plain HTTP."""
+
+    cert_file: str
+    key_file: str
+
+
+@dataclass(frozen=True, slots=True)
 class ServerConfig:
     """The HTTP listener and its limits."""
 
@@ -105,6 +114,7 @@ class ServerConfig:
     auth: AuthConfig
     max_body_bytes: int
     max_batch_items: int
+    tls: TlsConfig | None = None
 
     @property
     def listen_address(self) -> str:

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import ssl
 import time
 from collections.abc import AsyncIterator, Callable
 
@@ -32,6 +33,7 @@ from exporter.scoring import build_scorers, judge
 from exporter.web import pages
 from exporter.web.keys import CONFIG, INTAKE, METRICS, PIPELINE, REGISTRY, STATE, AppState
 from exporter.web.middleware import bearer_auth, json_errors
+from exporter.web.status import STATUS, StatusBoard
 
 __all__ = ["create_app", "serve"]
 
@@ -51,12 +53,13 @@ def create_app(
     registry = registry if registry is not None else CollectorRegistry()
     metrics = Metrics(config, registry)
     sink = dataset.build_sink(config, metrics=metrics)
+    status = StatusBoard(config, metrics=metrics, clock=clock)  # the page at /
     pipeline = Pipeline(
         config=config,
         metrics=metrics,
         scorers=build_scorers(config, metrics=metrics),
         confirmers=judge.build_confirmers(config, metrics=metrics),
-        sinks=[sink] if sink is not None else [],
+        sinks=[status, *([sink] if sink is not None else [])],
     )
     sampling = config.sampling
     intake = Intake(
@@ -79,6 +82,7 @@ def create_app(
     app = web.Application(client_max_size=config.server.max_body_bytes, middlewares=middlewares)
     app[CONFIG], app[METRICS], app[REGISTRY] = config, metrics, registry
     app[INTAKE], app[PIPELINE], app[STATE] = intake, pipeline, AppState()
+    app[STATUS] = status
     app.router.add_post("/v1/conversations", ingest_http.ingest_conversations)
     app.router.add_post("/v1/feedback", ingest_http.feedback)
     app.router.add_get("/metrics", make_aiohttp_handler(registry))
@@ -116,16 +120,18 @@ async def _expire_periodically(intake: Intake) -> None:
 
 async def serve(config: Config, *, host: str, port: int) -> None:
     """Serve until SIGTERM/SIGINT, then drain as described in the module docstring."""
+    ssl_context = _ssl_context(config)  # before anything starts: a bad key is a clean exit
     app = create_app(config)
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, host or None, port)
+    site = web.TCPSite(runner, host or None, port, ssl_context=ssl_context)
     try:
         await site.start()
     except OSError as error:
         await runner.cleanup()
         raise RuntimeError(f"cannot listen on {host}:{port}: {error.strerror}") from error
-    log.info("listening on %s:%d with config %s", host or "*", port, config.source)
+    scheme = "https" if ssl_context else "http"
+    log.info("listening on %s://%s:%d with config %s", scheme, host or "*", port, config.source)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -134,6 +140,19 @@ async def serve(config: Config, *, host: str, port: int) -> None:
     await _drain(app)
     await runner.cleanup()
     log.info("stopped")
+
+
+def _ssl_context(config: Config) -> ssl.SSLContext | None:
+    """Return the server's TLS context, or None for plain HTTP."""
+    tls = config.server.tls
+    if tls is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(tls.cert_file, tls.key_file)
+    except (OSError, ssl.SSLError) as error:
+        raise RuntimeError(f"cannot load the TLS certificate or key: {error}") from error
+    return context
 
 
 async def _drain(app: web.Application) -> None:

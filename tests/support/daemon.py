@@ -6,6 +6,7 @@ import contextlib
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -29,12 +30,14 @@ def free_port() -> int:
         return port
 
 
-def wait_http(url: str, *, timeout: float = 20.0, status: int = 200) -> None:
+def wait_http(
+    url: str, *, timeout: float = 20.0, status: int = 200, ssl_context: ssl.SSLContext | None = None
+) -> None:
     """Poll ``url`` until it answers ``status``; raise TimeoutError otherwise."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(url, timeout=1) as response:
+            with urllib.request.urlopen(url, timeout=1, context=ssl_context) as response:
                 if response.status == status:
                     return
         except urllib.error.HTTPError as error:
@@ -54,10 +57,11 @@ class Daemon:
     process: subprocess.Popen[bytes]
     port: int
     log_path: Path
+    scheme: str = "http"
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -76,7 +80,12 @@ class Daemon:
 
 @contextlib.contextmanager
 def running_daemon(
-    tmp_path: Path, config: dict[str, Any] | None = None, *, extra_args: tuple[str, ...] = ()
+    tmp_path: Path,
+    config: dict[str, Any] | None = None,
+    *,
+    extra_args: tuple[str, ...] = (),
+    scheme: str = "http",
+    ssl_context: ssl.SSLContext | None = None,
 ) -> Iterator[Daemon]:
     """Start ``python -m exporter run`` with ``config`` (None: embedded default); stop it after."""
     port = free_port()
@@ -91,9 +100,9 @@ def running_daemon(
         process = subprocess.Popen(
             [*args, *extra_args], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT
         )
-    daemon = Daemon(process, port, log_path)
+    daemon = Daemon(process, port, log_path, scheme)
     try:
-        wait_http(f"{daemon.url}/-/ready")
+        wait_http(f"{daemon.url}/-/ready", ssl_context=ssl_context)
         yield daemon
     except TimeoutError as error:
         daemon.stop()
