@@ -1,4 +1,4 @@
-"""Health, readiness, the OpenAPI document and the landing page."""
+"""Health, readiness, the OpenAPI document and the status page at ``/``."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ from aiohttp import web
 from exporter._version import __version__
 from exporter.config.model import Config
 from exporter.model import Conversation, Feedback
-from exporter.web.keys import CONFIG, PIPELINE, STATE
+from exporter.web.keys import CONFIG, METRICS, PIPELINE, STATE
+from exporter.web.status import STATUS
+from exporter.web.status_page import render_status
 
 __all__ = ["healthy", "landing", "openapi", "openapi_document", "ready"]
 
@@ -129,13 +131,16 @@ def _accepted_response() -> dict[str, Any]:
 
 
 async def landing(request: web.Request) -> web.Response:
-    """Serve a small page linking to the endpoints, with the running config's summary."""
-    config, pipeline = request.app[CONFIG], request.app[PIPELINE]
-    body = _LANDING.format(
-        version=html.escape(__version__),
+    """Serve the status page: recent quality, flags, sampling, the queue and the config."""
+    app = request.app
+    config = app[CONFIG]
+    body = render_status(
+        config=config,
+        board=app[STATUS],
+        metrics=app[METRICS],
         summary=_summary(config),
-        ready="draining" if request.app[STATE].draining else "ready",
-        idle="idle" if pipeline.idle else "scoring",
+        ready=not app[STATE].draining,
+        idle=app[PIPELINE].idle,
     )
     return web.Response(text=body, content_type="text/html")
 
@@ -156,21 +161,3 @@ def _summary(config: Config) -> str:
     return "\n".join(
         f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in rows
     )
-
-
-_LANDING = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>agent-quality-exporter</title>
-<style>body{{font-family:system-ui,sans-serif;margin:2rem;max-width:60rem}}
-th{{text-align:left;padding-right:1rem}}</style></head>
-<body><h1>agent-quality-exporter {version}</h1>
-<p>Status: {ready}, {idle}.</p>
-<ul>
-<li><a href="/metrics">/metrics</a> (Prometheus exposition)</li>
-<li><a href="/-/healthy">/-/healthy</a>, <a href="/-/ready">/-/ready</a></li>
-<li><a href="/openapi.json">/openapi.json</a> (ingest API and conversation schema)</li>
-<li><code>POST /v1/conversations</code>, <code>POST /v1/feedback</code></li>
-</ul>
-<h2>Running config</h2><table>
-{summary}
-</table></body></html>
-"""
