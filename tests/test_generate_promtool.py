@@ -80,6 +80,8 @@ def ticket(agent: str, dimension: str) -> dict[str, Any]:
 class TestDefaults:
     """The default config's alerts on traffic a deployment sees."""
 
+    # promtool evaluates ~130 rules at each of 2,880 minutes: about a minute on 2 cores.
+    @pytest.mark.timeout(300)
     def test_stationary_two_days(self, tmp_path: Path) -> None:
         """Two days of noisy, diurnal, unchanged traffic, busy and quiet agents: no alert."""
         config = load_config()
