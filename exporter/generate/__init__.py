@@ -20,6 +20,7 @@ from exporter.generate.conventions import (
     OPERATOR_FILE,
     RECORDING_FILE,
     RULES_DIR,
+    RUNBOOK_FILE,
     TEMPLATE_FILE,
     Group,
 )
@@ -27,6 +28,7 @@ from exporter.generate.exporter_alerts import exporter_alerts
 from exporter.generate.grafana import write_grafana
 from exporter.generate.model import RuleGroup
 from exporter.generate.recording import recording_groups
+from exporter.generate.runbook import runbook
 from exporter.generate.writer import dump_yaml, groups_data, operator_resource, write_text
 
 __all__ = ["FORMATS", "GenerateError", "build_rules", "generate"]
@@ -66,6 +68,7 @@ def generate(
     written = [
         write_text(rules_dir / RECORDING_FILE, dump_yaml(groups_data(recording), source=source)),
         write_text(rules_dir / ALERTS_FILE, dump_yaml(groups_data(alerts), source=source)),
+        write_text(rules_dir / RUNBOOK_FILE, runbook(config, config.alerting)),
     ]
     if output_format == "prometheus-operator":
         resource = operator_resource((*recording, *alerts), config.alerting.operator)

@@ -24,6 +24,7 @@ __all__ = [
     "PREFIX",
     "RECORDING_FILE",
     "RULES_DIR",
+    "RUNBOOK_FILE",
     "TEMPLATE_FILE",
     "Alert",
     "Group",
@@ -48,6 +49,7 @@ EXPORTER_WINDOW = 300.0
 RULES_DIR = "rules"
 RECORDING_FILE = "agent-quality-recording.rules.yml"
 ALERTS_FILE = "agent-quality-alerts.rules.yml"
+RUNBOOK_FILE = "RUNBOOK.md"
 OPERATOR_FILE = "agent-quality.prometheusrule.yaml"
 ALERTMANAGER_DIR = "alertmanager"
 ALERTMANAGER_FILE = "alertmanager.yml"
