@@ -282,7 +282,7 @@ def overview(config: Config) -> dict[str, Any]:
                 expr=firing(EXPORTER_ALERTS),
                 color="orange",
                 title="{{alertname}} ({{severity}})",
-                text="{{instance}}{{agent}}{{scorer}}{{judge}}{{reason}}",
+                text="{{instance}} {{agent}} {{scorer}} {{judge}} {{reason}}",
                 tags="severity",
             )
         )
