@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import re
 import shutil
 import subprocess
 from collections.abc import Callable
@@ -17,7 +18,9 @@ import yaml
 from exporter.cli import run
 from exporter.config import Config, load_config
 from exporter.exceptions import ConfigError
+from exporter.generate import build_rules
 from exporter.generate.grafana import AGENT_UID, OVERVIEW_UID, TAG, dashboards, write_grafana
+from exporter.generate.model import RecordingRule
 from tests.support.dashboards import COMMITTED, load, panels, queries, substitute
 
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
@@ -229,6 +232,24 @@ class TestContent:
         rows = [p["title"] for p in agent["panels"] if p["type"] == "row"]
         names = [d.name for d in load_config(None).dimensions]
         assert [r.split(":")[0] for r in rows[1:-1]] == names
+
+    def test_recorded_series_exist(self) -> None:
+        """Every recording rule a committed dashboard reads is one the default rules record."""
+        recording, _ = build_rules(load_config(None))
+        recorded = {
+            rule.record
+            for group in recording
+            for rule in group.rules
+            if isinstance(rule, RecordingRule)
+        }
+        used = {
+            name
+            for dashboard in load(COMMITTED).values()
+            for query in queries(dashboard)
+            for name in re.findall(r"[a-z_]+:[a-z0-9_:]+", query.expr)
+        }
+        assert len(used) >= 8
+        assert used <= recorded, sorted(used - recorded)
 
     def test_every_expression_is_valid_promql(self, tmp_path: Path) -> None:
         """promtool parses every query once the variables are filled in."""
