@@ -148,8 +148,8 @@ class TestPromtool:
         config = load(HERE / "good" / "minimal.yml")
         written = generate(config, out=tmp_path)
         labels = 'agent="a",dimension="grounded",instance="x",job="agent-quality-exporter"'
-        # 30 scores a minute at 0.9 for 25h10m, then at 0.5: every minute's sum/squares add up.
-        good, drop = 1510, 30
+        # 30 scores a minute at 0.9 for 2h10m (an hour of baseline), then at 0.5.
+        good, drop = 130, 30
         counts = f"0+30x{good + drop}"
         sums = f"0+27x{good} {27 * good + 15}+15x{drop - 1}"
         squares = f"0+24.3x{good} {24.3 * good + 7.5:.1f}+7.5x{drop - 1}"

@@ -1,28 +1,32 @@
 """Quality alerts: degradation against the baseline, absolute thresholds, SLO burn rates.
 
-Why the defaults look the way they do (numbers from a Monte Carlo of these exact rules,
-tests/generate/test files prove the cases with promtool):
+Why the defaults look the way they do. tests/test_generate_promtool.py proves each case with
+promtool on fixed seeds; the rates below come from a Monte Carlo of the same arithmetic over
+100 seeds per case (Poisson arrivals, skewed score distributions, diurnal traffic):
 
 * Degradation compares a recent window's mean with the mean of the 24 hours before the
-  current window. It needs all three of: a practical size (``min_delta``, in the dimension's
+  current hour. It needs all three of: a practical size (``min_delta``, in the dimension's
   units), significance (a z-score whose standard error comes from the *baseline's* spread,
-  floored by ``min_stddev`` because a handful of 0/1 scores is far from normal) and a
+  floored by ``min_stddev`` because a handful of 0/1 or 1-5 scores is far from normal) and a
   minimum number of scored conversations.
 * A window's mean cannot tell a ten-minute dip from the first ten minutes of a lasting drop;
-  only time can. The ``fast`` tier therefore watches short (3m) windows and asks that the drop
-  hold for 12 minutes: at ~20 scored conversations a minute a 0.6 standard-deviation drop
-  pages in about 14 minutes, while a dip of the same size is over before ``for`` elapses.
-  A much deeper dip (enough to move the 1-hour mean by ``min_delta``) does page, through the
-  ``sharp`` tier: at that point it is an incident, not noise.
-* Low traffic (one conversation every few minutes) leaves a 3m window empty; the ``sharp``
-  tier reads 30m windows and, to stay quiet on noise, asks for twice ``min_delta`` and a
-  z-score of 4. A clear drop on such an agent pages in about 25 minutes.
-* The ``sustained`` tier (1h windows, a ticket) catches small drifts: 0.2 over 12 hours on a
-  0-1 scale is reported after about four hours.
+  only time can. The ``fast`` tier therefore watches 3m windows and asks that the drop hold
+  for 12 minutes: at ~20 scored conversations a minute a 0.6 standard-deviation drop pages
+  in 14 minutes (median; 90% within 15), a 10-minute dip of the same size pages 2% of the
+  time, a 10-minute dip of 1 standard deviation 10%. Deeper dips page, as incidents should.
+* Low traffic (one conversation every few minutes) leaves a 3m window nearly empty; the
+  ``sharp`` tier reads 30m windows and, to stay quiet on noise, asks for twice ``min_delta``
+  and a z-score of 4. A clear drop (0.8 to ~0.35) of an agent scored every 2.5 minutes pages
+  in 21 minutes (median; 90% within 30).
+* The ``sustained`` tier (1h windows, a ticket) catches drifts: 0.2 over 12 hours on a 0-1
+  scale is reported after about 4 hours (and paged by ``fast`` at about 4.5).
+* Stationary traffic over two days: no page from ``fast``; ``sharp`` pages 0-2% of quiet
+  agents per dimension (skewed 1-5 and 0/1 scores); ``sustained`` tickets 0-2%.
 * Absolute thresholds fire when even the optimistic end of the current mean's confidence
   interval is past the level, so a quiet agent's noisy hour does not cross 0.7 by chance.
-* Quality SLOs use the SRE workbook's multi-window, multi-burn-rate pairs; a threshold that
-  a budget cannot reach (factor x budget > 1) becomes "every conversation bad".
+* Quality SLOs use the SRE workbook's multi-window, multi-burn-rate pairs, with a minimum of
+  scored conversations in the long window; a threshold that a budget cannot reach
+  (factor x budget > 1) becomes "every conversation bad".
 """
 
 from __future__ import annotations
