@@ -27,6 +27,9 @@ _Id = Annotated[str, msgspec.Meta(min_length=1, max_length=512, description="Sta
 _Name = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 _NonNegative = Annotated[float, msgspec.Meta(ge=0)]
 _Count = Annotated[int, msgspec.Meta(ge=0)]
+# msgspec documents `format: date-time` only for tz-aware datetimes, and naive ones stay accepted
+# here; without the format the schema (and the OpenAPI document) would allow any string.
+_Timestamp = Annotated[dt.datetime, msgspec.Meta(extra_json_schema={"format": "date-time"})]
 # Signal and score values are scalars; nested structures there are almost always a bug upstream.
 _Scalar = bool | int | float | str | None
 
@@ -83,8 +86,8 @@ class Conversation(msgspec.Struct, gc=False):
     signals: dict[str, _Scalar] = {}
     scores: dict[str, float] = {}
     usage: Usage | None = None
-    started_at: dt.datetime | None = None
-    ended_at: dt.datetime | None = None
+    started_at: _Timestamp | None = None
+    ended_at: _Timestamp | None = None
     metadata: dict[str, Any] = {}
 
     def final_answer(self) -> str:

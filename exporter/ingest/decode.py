@@ -15,11 +15,14 @@ import msgspec
 from exporter.exceptions import InvalidPayload, PayloadTooLarge
 from exporter.model import Conversation, decode_conversation
 
-__all__ = ["Batch", "Rejection", "split_json", "split_ndjson"]
+__all__ = ["Batch", "Rejection", "invalid_utf8", "shorten", "split_json", "split_ndjson"]
 
 _raw_list = msgspec.json.Decoder(list[msgspec.Raw])
 # msgspec recurses per nesting level; a hostile body can exhaust the interpreter's stack.
 _TOO_DEEP = "JSON nested too deeply"
+#: Characters of an error message sent back: msgspec quotes the offending value, which can be
+#: a string as long as the body.
+MAX_ERROR_CHARS = 300
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,10 +62,12 @@ def split_json(body: bytes, *, max_items: int) -> Batch:
         raws = _raw_list.decode(body)
     except msgspec.DecodeError as error:
         raise InvalidPayload(f"malformed JSON: {error}", where="$") from error
+    except UnicodeDecodeError as error:
+        raise InvalidPayload(invalid_utf8(error), where="$") from error
     except RecursionError as error:
         raise InvalidPayload(_TOO_DEEP, where="$") from error
     except msgspec.ValidationError as error:
-        raise InvalidPayload(str(error), where="$") from error
+        raise InvalidPayload(shorten(str(error)), where="$") from error
     _check_size(len(raws), max_items)
     batch = Batch()
     for index, raw in enumerate(raws):
@@ -96,11 +101,27 @@ def _add(batch: Batch, index: int, raw: bytes, *, prefix: str) -> None:
         batch.items.append((decode_conversation(raw), raw))
     except msgspec.ValidationError as error:
         message, where = _locate(str(error), prefix)
-        batch.rejected.append(Rejection(index, where, message))
+        batch.rejected.append(Rejection(index, where, shorten(message)))
     except msgspec.DecodeError as error:
-        batch.rejected.append(Rejection(index, prefix, f"malformed JSON: {error}"))
+        batch.rejected.append(Rejection(index, prefix, shorten(f"malformed JSON: {error}")))
+    # msgspec checks UTF-8 only when it decodes a string, and raises the builtin error then.
+    except UnicodeDecodeError as error:
+        batch.rejected.append(Rejection(index, prefix, invalid_utf8(error)))
     except RecursionError:
         batch.rejected.append(Rejection(index, prefix, _TOO_DEEP))
+
+
+def shorten(message: str) -> str:
+    """Cut an error message to ``MAX_ERROR_CHARS``."""
+    if len(message) <= MAX_ERROR_CHARS:
+        return message
+    return message[: MAX_ERROR_CHARS - 3] + "..."
+
+
+def invalid_utf8(error: UnicodeDecodeError) -> str:
+    """Describe a string that is not UTF-8 (msgspec's error has no JSON path to offer)."""
+    bad = bytes(error.object[error.start : error.end]).hex(" ")
+    return f"a string is not valid UTF-8 (bytes {bad}): JSON text must be UTF-8"
 
 
 def _locate(message: str, prefix: str) -> tuple[str, str]:

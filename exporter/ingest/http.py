@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import msgspec
 from aiohttp import web
 
 from exporter.exceptions import InvalidPayload, PayloadTooLarge
-from exporter.ingest.decode import Batch, split_json, split_ndjson
+from exporter.ingest.decode import Batch, invalid_utf8, shorten, split_json, split_ndjson
 from exporter.model import decode_feedback
 from exporter.web.keys import CONFIG, INTAKE, METRICS, STATE
 from exporter.web.middleware import error_body
@@ -17,6 +19,10 @@ _JSON_TYPES = frozenset({"application/json", ""})
 _NDJSON_TYPES = frozenset({"application/x-ndjson", "application/jsonl", "application/ndjson"})
 #: Rejected items listed one by one in a response; the rest are only counted.
 MAX_LISTED_REJECTIONS = 100
+#: Seconds a client has to send the whole body once its headers are in. aiohttp has no read
+#: timeout of its own, so a client that stalls mid-body would hold its handler forever. An
+#: OpenTelemetry Collector gives up on an export after 30 s by default: nobody waits longer.
+BODY_READ_TIMEOUT = 30.0
 
 
 async def read_body(request: web.Request, *, max_bytes: int) -> bytes:
@@ -24,16 +30,42 @@ async def read_body(request: web.Request, *, max_bytes: int) -> bytes:
 
     aiohttp decompresses ``Content-Encoding: gzip`` incrementally and ``client_max_size``
     (set to the same limit) stops reading past it, so a gzip bomb costs at most the limit.
+    A body that takes longer than ``BODY_READ_TIMEOUT`` is a 408. After any of these errors
+    the connection is closed once the answer is sent (see ``_stop_reading``).
     """
     length = request.content_length
     if length is not None and length > max_bytes:
-        raise web.HTTPRequestEntityTooLarge(max_size=max_bytes, actual_size=length)
+        too_large = web.HTTPRequestEntityTooLarge(max_size=max_bytes, actual_size=length)
+        # An uncompressed rest costs nothing to skip; lingering lets the client read the 413.
+        if request.headers.get("Content-Encoding"):
+            _stop_reading(request, too_large)
+        raise too_large
+    failure: web.HTTPException
     try:
-        return await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        raise
+        async with asyncio.timeout(BODY_READ_TIMEOUT):
+            return await request.read()
+    except web.HTTPRequestEntityTooLarge as error:
+        failure = error
+    except TimeoutError:
+        failure = web.HTTPRequestTimeout(
+            text=f"the body did not arrive within {BODY_READ_TIMEOUT:g}s of the headers"
+        )
     except Exception as error:  # a broken gzip stream, a client that went away
-        raise web.HTTPBadRequest(text=f"cannot read the request body: {error}") from error
+        failure = web.HTTPBadRequest(text=f"cannot read the request body: {error}")
+    _stop_reading(request, failure)
+    raise failure
+
+
+def _stop_reading(request: web.Request, answer: web.HTTPException) -> None:
+    """Close the connection after the answer instead of reading the rest of the body.
+
+    Once a handler has answered, aiohttp reads and discards what is left of the body for up to
+    10 s ("lingering"), inflating it if it is compressed: seconds of CPU for one gzip bomb, ten
+    seconds of waiting for a stalled client, and an error logged for a broken gzip stream. A
+    timeout set on the stream ends the lingering at once, as its own deadline would.
+    """
+    request.content.set_exception(TimeoutError("the exporter stopped reading this body"))
+    answer.force_close()  # `Connection: close`, so the client does not reuse the connection
 
 
 def _refuse_while_draining(request: web.Request) -> web.Response | None:
@@ -66,6 +98,9 @@ async def ingest_conversations(request: web.Request) -> web.Response:
             f"got {media_type!r}; send application/json or application/x-ndjson",
         )
     body = await read_body(request, max_bytes=config.server.max_body_bytes)
+    if not body.strip():
+        metrics.rejected.labels("conversations", "malformed").inc()
+        return error_body(400, "empty body", {"where": "$"})
     try:
         batch = split(body, max_items=config.server.max_batch_items)
     except PayloadTooLarge as error:
@@ -82,7 +117,8 @@ def _answer(request: web.Request, batch: Batch) -> web.Response:
     if batch.rejected:
         metrics.rejected.labels("conversations", "invalid").inc(len(batch.rejected))
     listed = [r.as_dict() for r in batch.rejected[:MAX_LISTED_REJECTIONS]]
-    if not batch.items:
+    # An empty array is a batch of nothing, not an error: 202 with zero counts.
+    if batch.rejected and not batch.items:
         first = batch.rejected[0]
         message = first.error if len(batch) == 1 else "no valid conversation in the request"
         return error_body(
@@ -118,7 +154,13 @@ async def feedback(request: web.Request) -> web.Response:
     try:
         item = decode_feedback(body)
     except (msgspec.ValidationError, msgspec.DecodeError) as error:
-        metrics.rejected.labels("feedback", "invalid").inc()
-        return error_body(400, "invalid feedback", str(error))
-    outcome = request.app[INTAKE].feedback(item)
-    return web.json_response({"id": item.id, "outcome": outcome}, status=202)
+        detail = shorten(str(error))
+    except UnicodeDecodeError as error:
+        detail = invalid_utf8(error)
+    except RecursionError:  # deep nesting in a field msgspec skips over
+        detail = "JSON nested too deeply"
+    else:
+        outcome = request.app[INTAKE].feedback(item)
+        return web.json_response({"id": item.id, "outcome": outcome}, status=202)
+    metrics.rejected.labels("feedback", "invalid").inc()
+    return error_body(400, "invalid feedback", detail)

@@ -34,6 +34,8 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         for name in ("Allow", "WWW-Authenticate", "Retry-After"):
             if name in error.headers:
                 response.headers[name] = error.headers[name]
+        if error.keep_alive is False:  # the body was not read to its end (read_body)
+            response.force_close()
         return response
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)

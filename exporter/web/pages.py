@@ -45,17 +45,18 @@ def openapi_document() -> dict[str, Any]:
     (conversation, feedback), components = msgspec.json.schema_components(
         (Conversation, Feedback), ref_template="#/components/schemas/{name}"
     )
-    error = {
+    components["Error"] = {
         "type": "object",
-        "required": ["error"],
-        "properties": {"error": {"type": "string"}, "detail": {}},
+        "required": ["error", "detail"],
+        "properties": {"error": {"type": "string", "minLength": 1}, "detail": {}},
     }
-    components["Error"] = error
+    components.update(_otlp_schemas())
     errors = {
         str(code): {"description": text, "content": _json({"$ref": "#/components/schemas/Error"})}
         for code, text in (
             (400, "Malformed JSON or a schema violation; `detail` says where."),
             (401, "Missing or wrong bearer token."),
+            (408, "The body did not arrive in time; the connection is closed."),
             (413, "Body or batch over the configured limit."),
             (415, "Unsupported content type."),
             (503, "Draining for shutdown."),
@@ -92,9 +93,10 @@ def openapi_document() -> dict[str, Any]:
                         },
                     },
                     "responses": {
-                        "200": {"description": "ExportTraceServiceResponse, maybe partial."},
-                        "400": {"description": "Undecodable body (a google.rpc.Status)."},
-                        **{code: errors[code] for code in ("401", "413", "415", "503")},
+                        "200": _otlp("ExportTraceServiceResponse, maybe partial.", "Export"),
+                        "400": _otlp("Undecodable body.", "Status"),
+                        **{code: errors[code] for code in ("401", "408", "413", "415")},
+                        "503": _otlp("Draining for shutdown.", "Status"),
                     },
                 }
             },
@@ -102,7 +104,7 @@ def openapi_document() -> dict[str, Any]:
                 "post": {
                     "summary": "Send a late signal for a conversation already sent.",
                     "requestBody": {"required": True, "content": _json(feedback)},
-                    "responses": {"202": {"description": "Applied."}, **errors},
+                    "responses": {"202": _feedback_response(), **errors},
                 }
             },
         },
@@ -118,6 +120,15 @@ def _json(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def _accepted_response() -> dict[str, Any]:
+    rejection = {
+        "type": "object",
+        "required": ["index", "where", "error"],
+        "properties": {
+            "index": {"type": "integer", "minimum": 0},
+            "where": {"type": "string"},
+            "error": {"type": "string"},
+        },
+    }
     counts = {
         "type": "object",
         "required": ["accepted", "sampled", "dropped"],
@@ -125,9 +136,58 @@ def _accepted_response() -> dict[str, Any]:
             name: {"type": "integer", "minimum": 0}
             for name in ("accepted", "sampled", "dropped", "rejected_count")
         }
-        | {"rejected": {"type": "array", "items": {"type": "object"}}},
+        # maxItems: exporter.ingest.http.MAX_LISTED_REJECTIONS (importing it here is circular).
+        | {"rejected": {"type": "array", "items": rejection, "maxItems": 100}},
     }
     return {"description": "Accepted; scoring happens later.", "content": _json(counts)}
+
+
+def _feedback_response() -> dict[str, Any]:
+    outcome = {
+        "type": "object",
+        "required": ["id", "outcome"],
+        "properties": {
+            "id": {"type": "string"},
+            "outcome": {"enum": ["sampled", "not_sampled", "dropped", "unknown"]},
+        },
+    }
+    return {"description": "Applied (or the id is unknown).", "content": _json(outcome)}
+
+
+def _otlp(description: str, name: str) -> dict[str, Any]:
+    """Return an OTLP response: protobuf, or its JSON mapping, in the request's encoding."""
+    return {
+        "description": description,
+        "content": {
+            "application/x-protobuf": {"schema": {"type": "string", "format": "binary"}},
+            "application/json": {"schema": {"$ref": f"#/components/schemas/Otlp{name}"}},
+        },
+    }
+
+
+def _otlp_schemas() -> dict[str, Any]:
+    # int64 fields are strings in the protobuf JSON mapping.
+    count = {"anyOf": [{"type": "string", "pattern": "^[0-9]+$"}, {"type": "integer"}]}
+    return {
+        "OtlpExport": {
+            "type": "object",
+            "properties": {
+                "partialSuccess": {
+                    "type": "object",
+                    "properties": {"rejectedSpans": count, "errorMessage": {"type": "string"}},
+                }
+            },
+        },
+        "OtlpStatus": {
+            "type": "object",
+            "description": "A google.rpc.Status.",
+            "properties": {
+                "code": {"type": "integer"},
+                "message": {"type": "string"},
+                "details": {"type": "array"},
+            },
+        },
+    }
 
 
 async def landing(request: web.Request) -> web.Response:

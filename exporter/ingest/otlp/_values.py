@@ -56,7 +56,8 @@ def from_json(value: Any) -> Any:
     if isinstance(value, str) and value[:1] in ("[", "{"):
         try:
             return msgspec.json.decode(value)
-        except msgspec.DecodeError:
+        # Too deep to decode is as unreadable as not JSON: a 500 would make the Collector retry.
+        except (msgspec.DecodeError, RecursionError):
             return value
     return value
 

@@ -63,6 +63,8 @@ def decode_request(body: bytes, *, encoding: str) -> ExportTraceServiceRequest:
         document = msgspec.json.decode(body)
     except msgspec.DecodeError as error:
         raise InvalidPayload(f"not JSON: {error}") from error
+    except UnicodeDecodeError as error:  # msgspec's own error for a string that is not UTF-8
+        raise InvalidPayload(f"not JSON: a string is not valid UTF-8 ({error.reason})") from None
     except RecursionError:
         raise InvalidPayload("JSON nested too deeply") from None
     if not isinstance(document, dict):
