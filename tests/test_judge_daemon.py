@@ -12,8 +12,9 @@ from aiohttp.test_utils import TestClient
 from prometheus_client import CollectorRegistry
 
 from exporter.config import parse_config
+from exporter.scoring.judge import JudgeFailed, judge_client
 from exporter.web import create_app
-from exporter.web.keys import PIPELINE, REGISTRY
+from exporter.web.keys import CONFIG, METRICS, PIPELINE, REGISTRY
 from tests.conftest import conversation
 from tests.support.fake_openai import FakeOpenAI, running_fake_openai
 
@@ -195,3 +196,27 @@ class TestIngestWhileJudging:
         assert value(client, verdicts, verdict="confirmed", **labels) == 2
         flag = {"agent": "support-bot", "flag": "confirmed_bad"}
         assert value(client, "agent_quality_flags_total", **flag) == 2
+
+
+class TestShutdown:
+    async def test_connection_pools_close_with_the_app(
+        self, fake: FakeOpenAI, daemon: Callable[..., Awaitable[Client]]
+    ) -> None:
+        """The judges' pools live as long as the app and are closed when it stops."""
+        fake.behave(FIRST, {"score": 1})
+        client = await daemon()
+        for _ in range(3):
+            await ingest_meanwhile(client, count=1)
+            assert await client.app[PIPELINE].drain(10)
+        config, metrics = client.app[CONFIG], client.app[METRICS]
+        first = judge_client(config, "first", metrics=metrics)
+        second = judge_client(config, "second", metrics=metrics)
+        sessions = [first._session, second._session]
+        assert all(s is not None and not s.closed for s in sessions)
+        # One pool for the app's life: consecutive calls reuse one kept-alive connection.
+        peers = {tuple(r["peer"]) for r in fake.requests(FIRST)}
+        assert (len(fake.requests(FIRST)), len(peers)) == (3, 1)
+        await client.close()
+        assert all(s is not None and s.closed for s in sessions)
+        with pytest.raises(JudgeFailed, match="closed"):
+            await first.complete([{"role": "user", "content": "hi"}])

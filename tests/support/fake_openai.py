@@ -6,7 +6,8 @@
 
 - ``PUT /_control/models/{model}`` ``{"default": {...}, "script": [{...}, ...]}``: each request
   for ``model`` consumes the next ``script`` behaviour, then gets ``default``;
-- ``GET /_control/requests``: the chat requests received (model, body, headers, time);
+- ``GET /_control/requests``: the chat requests received (model, body, headers, query, the
+  client's address ``peer``, time);
 - ``GET /_control/stats``: ``{"requests": n, "max_in_flight": n}``; ``POST /_control/reset``.
 
 A behaviour is a mapping with any of: ``delay`` (seconds before answering), ``status`` (HTTP
@@ -101,6 +102,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
             "body": body,
             "headers": dict(request.headers),
             "query": dict(request.query),
+            "peer": list(request.transport.get_extra_info("peername") or ()),
             "time": time.monotonic(),
         }
     )
