@@ -112,6 +112,11 @@ def run(argv: Sequence[str], stdout: TextIO, stderr: TextIO) -> int:
         return EXIT_USAGE
     match args.command:
         case "check-config":
+            try:
+                _build_components(config)
+            except ConfigError as error:
+                print(f"config error: {error}", file=stderr)
+                return EXIT_USAGE
             print(
                 f"{config.source}: ok ({len(config.dimensions)} dimensions, "
                 f"{len(config.scorers)} scorers, digest {config.digest})",
@@ -126,6 +131,21 @@ def run(argv: Sequence[str], stdout: TextIO, stderr: TextIO) -> int:
             return dataset_cli.run(args, stdout=stdout, stderr=stderr, config=config)
         case _:
             return _run_daemon(config, args, stderr)
+
+
+def _build_components(config: Config) -> None:
+    """Build the scorers and confirmers the daemon would, starting nothing.
+
+    Catches what the schema cannot: a plugin that does not import, a rubric on the wrong scale.
+    """
+    from prometheus_client import CollectorRegistry
+
+    from exporter.metrics import Metrics
+    from exporter.scoring import build_scorers, judge
+
+    metrics = Metrics(config, CollectorRegistry())
+    build_scorers(config, metrics=metrics)
+    judge.build_confirmers(config, metrics=metrics)
 
 
 def _generate(config: Config, args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
@@ -161,6 +181,9 @@ def _run_daemon(config: Config, args: argparse.Namespace, stderr: TextIO) -> int
     log.info("starting agent-quality-exporter %s", __version__)
     try:
         asyncio.run(serve(config, host=host, port=port))
+    except ConfigError as error:  # found while building scorers and judges
+        log.error("config error: %s", error)
+        return EXIT_USAGE
     except RuntimeError as error:
         log.error("%s", error)
         return EXIT_FAILURE

@@ -50,3 +50,21 @@ class TestUsage:
     def test_version(self) -> None:
         """--version prints the version and exits 0."""
         assert call("--version")[0] == 0
+
+
+class TestComponents:
+    def test_check_config_builds_plugins(self, tmp_path: Path) -> None:
+        """check-config imports plugin scorers, so a broken path is caught before deploying."""
+        path = tmp_path / "c.yml"
+        path.write_text("scorers:\n  - type: plugin\n    path: no_such_module_xyz:score\n")
+        code, _, err = call("check-config", "--config.file", str(path))
+        assert code == 2
+        assert "$.scorers[0].path" in err
+
+    def test_run_exits_2_on_a_component_error(self, tmp_path: Path) -> None:
+        """The daemon refuses to start, with exit code 2, on a plugin that does not import."""
+        path = tmp_path / "c.yml"
+        path.write_text("scorers:\n  - type: plugin\n    path: no_such_module_xyz:score\n")
+        code, _, err = call("run", "--config.file", str(path), "--web.listen-address=127.0.0.1:0")
+        assert code == 2
+        assert "no_such_module_xyz" in err
