@@ -84,7 +84,7 @@ def _parser(stderr: TextIO) -> _Parser:
         dest="output_format",
         choices=("prometheus", "prometheus-operator"),
         default="prometheus",
-        help="prometheus-operator also writes PrometheusRule custom resources",
+        help="prometheus-operator also writes a PrometheusRule and dashboard ConfigMaps",
     )
 
     check = commands.add_parser("check-config", help="validate a config file", stderr=stderr)
@@ -180,7 +180,7 @@ def _run_daemon(config: Config, args: argparse.Namespace, stderr: TextIO) -> int
         host, port = match.group(1).strip("[]"), int(match.group(2))
     log.info("starting agent-quality-exporter %s", __version__)
     try:
-        asyncio.run(serve(config, host=host, port=port))
+        asyncio.run(serve(config, host=host, port=port, config_file=args.config_file))
     except ConfigError as error:  # found while building scorers and judges
         log.error("config error: %s", error)
         return EXIT_USAGE

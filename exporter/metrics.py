@@ -33,6 +33,8 @@ __all__ = [
     "OTLP_SPAN_OUTCOMES",
     "OTLP_TRIGGERS",
     "PREFIX",
+    "LoopChild",
+    "LoopCounter",
     "Metrics",
     "ScoreHistograms",
 ]
@@ -109,6 +111,18 @@ class ScoreHistograms(Collector):
             for dimension in dimensions
         }
 
+    def extend(self, agents: Iterable[str], dimensions: Iterable[Dimension]) -> None:
+        """Add series for new agents and dimensions (a reload); keep every existing count.
+
+        A dimension whose bucket bounds changed starts a fresh series: adding its old counts
+        to new bounds would be wrong, and Prometheus treats the restart as a counter reset.
+        """
+        for dimension in dimensions:
+            for agent in agents:
+                series = self._series.get((agent, dimension.name))
+                if series is None or series.bounds != dimension.buckets:
+                    self._series[agent, dimension.name] = _Series(dimension.buckets)
+
     def observe(self, agent: str, dimension: str, value: float) -> None:
         """Record one score; the caller has checked that both labels are configured."""
         self._series[agent, dimension].observe(value)
@@ -141,13 +155,16 @@ def _format_bound(bound: float) -> str:
     return repr(float(bound))
 
 
-class _LoopChild:
+class LoopChild:
+    """One label set's value of a ``LoopCounter``."""
+
     __slots__ = ("value",)
 
     def __init__(self) -> None:
         self.value = 0.0
 
     def inc(self, amount: float = 1.0) -> None:
+        """Add ``amount`` (not negative)."""
         if amount < 0:
             raise ValueError("counters only go up")
         self.value += amount
@@ -173,16 +190,16 @@ class LoopCounter(Collector):
         self._name = name
         self._documentation = documentation
         self._labelnames = labelnames
-        self._children: dict[tuple[str, ...], _LoopChild] = {}
+        self._children: dict[tuple[str, ...], LoopChild] = {}
         registry.register(self)
 
-    def labels(self, *values: str) -> _LoopChild:
+    def labels(self, *values: str) -> LoopChild:
         """Return the child for these label values, creating it at zero."""
         child = self._children.get(values)
         if child is None:
             if len(values) != len(self._labelnames):
                 raise ValueError(f"{self._name} takes labels {self._labelnames}, got {values}")
-            child = self._children[values] = _LoopChild()
+            child = self._children[values] = LoopChild()
         return child
 
     def collect(self) -> Iterator[Metric]:
@@ -322,7 +339,25 @@ class Metrics:
             registry=registry,
         )
         build_info.labels(__version__).set(1)
+        # Named as Prometheus and Alertmanager name theirs, so the same alerts fit.
+        self.config_reload_successful = Gauge(
+            f"{PREFIX}_config_last_reload_successful",
+            "Whether the last configuration reload attempt was successful.",
+            registry=registry,
+        )
+        self.config_reload_time = Gauge(
+            f"{PREFIX}_config_last_reload_success_timestamp_seconds",
+            "Timestamp of the last successful configuration load.",
+            registry=registry,
+        )
+        self.config_reload_successful.set(1)
+        self.config_reload_time.set_to_current_time()
         self._known_flags: set[str] = set()
+        self._initialise(config)
+
+    def extend(self, config: Config) -> None:
+        """Create the series a reloaded ``config`` adds; existing series keep their values."""
+        self.scores.extend(config.agent_labels, config.dimensions)
         self._initialise(config)
 
     def _initialise(self, config: Config) -> None:
@@ -368,7 +403,7 @@ class Metrics:
                 self.judge_requests.labels(judge, outcome)
             self.judge_retries.labels(judge)
             self.judge_breaker_opened.labels(judge)
-            self.judge_breaker_open.labels(judge).set(0)
+            self.judge_breaker_open.labels(judge)  # 0 until a breaker opens
             self.judge_request_duration.labels(judge)
         confirming = config.confirmation.judge
         if confirming is not None:

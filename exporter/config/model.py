@@ -60,7 +60,7 @@ class Dimension:
     thresholds: Thresholds = Thresholds()
     description: str = ""
     buckets: tuple[float, ...] = ()
-    alerting: DimensionAlerting = DimensionAlerting()
+    alerting: DimensionAlerting = field(default_factory=DimensionAlerting)
 
     def is_bad(self, score: float) -> bool:
         """Say whether one score is past the ``bad`` threshold.

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import msgspec
 
 from exporter.config.model import OTHER_AGENT, Config
+from exporter.metrics import LoopChild as _Child
 from exporter.metrics import Metrics
 from exporter.model import Conversation, Feedback, decode_conversation
 from exporter.pipeline import Pipeline
@@ -46,15 +47,16 @@ class Intake:
         late_buffer: LateSignalBuffer,
         pipeline: Pipeline,
     ) -> None:
-        self._labels = {agent: agent for agent in config.agents}
+        self._labels: dict[str, str] = {}
         self._metrics = metrics
         self._sampler = sampler
         self._late = late_buffer
         self._pipeline = pipeline
         # Children resolved once: `.labels()` costs more than the increment itself.
-        self._received = {a: metrics.conversations.labels(a) for a in config.agent_labels}
-        self._not_sampled = {a: metrics.not_sampled.labels(a) for a in config.agent_labels}
-        self._agent_cost = {a: metrics.agent_cost.labels(a) for a in config.agent_labels}
+        self._received: dict[str, _Child] = {}
+        self._not_sampled: dict[str, _Child] = {}
+        self._agent_cost: dict[str, _Child] = {}
+        self._use_agents(config)
         self._budget_drops = metrics.dropped.labels("daily_budget")
         self._queue_drops = metrics.dropped.labels("queue_full")
         metrics.add_gauge(
@@ -65,6 +67,20 @@ class Intake:
         metrics.add_gauge(
             "late_buffer_bytes", "Bytes held by the late-signal buffer.", lambda: late_buffer.nbytes
         )
+
+    def _use_agents(self, config: Config) -> None:
+        self._labels = {agent: agent for agent in config.agents}
+        # Children of agents a reload removed stay: buffered and queued conversations of
+        # theirs are still counted when they leave.
+        for agent in config.agent_labels:
+            self._received[agent] = self._metrics.conversations.labels(agent)
+            self._not_sampled[agent] = self._metrics.not_sampled.labels(agent)
+            self._agent_cost[agent] = self._metrics.agent_cost.labels(agent)
+
+    def reconfigure(self, config: Config) -> None:
+        """Use a reloaded config's agents and sampling; buffered conversations stay."""
+        self._use_agents(config)
+        self._sampler.reconfigure(config.sampling)
 
     def agent_label(self, agent: str) -> str:
         """Return the label value for an agent name: itself if configured, else ``other``."""

@@ -1,8 +1,10 @@
 """Scores sampled conversations off the request path.
 
 ``submit`` never waits: the sender of a conversation must never be slowed by scoring, so a full
-queue is a counted drop. Workers run every scorer of a conversation concurrently, each under a
-timeout; a failing scorer is counted and never takes its worker down.
+queue is a counted drop. Workers run every scorer of a conversation, each failure counted and
+never taking its worker down. Everything derived from the config lives in one ``_Setup``: a
+reload swaps it, evaluations already running finish with the setup they started with, and the
+parts the new setup no longer uses are closed once the last of those evaluations is done.
 """
 
 from __future__ import annotations
@@ -23,12 +25,47 @@ __all__ = ["Pipeline"]
 
 log = logging.getLogger(__name__)
 
+_OUTCOMES = ("ok", "error", "timeout")
+
 
 @dataclass(slots=True)
 class _Job:
     conversation: Conversation
     agent: str
     reason: str
+
+
+class _Setup:
+    """The scorers, confirmers, sinks and limits of one config, with resolved metric children."""
+
+    def __init__(
+        self,
+        config: Config,
+        metrics: Metrics,
+        scorers: Sequence[Scorer],
+        confirmers: Sequence[Confirmer],
+        sinks: Sequence[EvaluationSink],
+    ) -> None:
+        # Inline scorers never wait: a task and a timer each would cost more than the check.
+        self.inline = tuple(s for s in scorers if getattr(s, "inline", False))
+        self.awaiting = tuple(s for s in scorers if not getattr(s, "inline", False))
+        self.confirmers = tuple(confirmers)
+        self.sinks = tuple(sinks)
+        self.dimensions = {d.name: d for d in config.dimensions}
+        self.timeouts = {s.name: s.timeout for s in config.scorers if s.timeout is not None}
+        self.default_timeout = config.pipeline.scorer_timeout
+        self.durations = {s.name: metrics.scorer_duration.labels(s.name) for s in scorers}
+        self.outcomes = {
+            (agent, s.name, outcome): metrics.evaluations.labels(agent, s.name, outcome)
+            for agent in config.agent_labels
+            for s in scorers
+            for outcome in _OUTCOMES
+        }
+        self.active = 0  # evaluations running with this setup
+        self.retired = False
+
+    def parts(self) -> tuple[object, ...]:
+        return (*self.inline, *self.awaiting, *self.confirmers, *self.sinks)
 
 
 class Pipeline:
@@ -43,26 +80,12 @@ class Pipeline:
         confirmers: Sequence[Confirmer] = (),
         sinks: Sequence[EvaluationSink] = (),
     ) -> None:
-        self._config = config
         self._metrics = metrics
-        self._scorers = tuple(scorers)
-        # Inline scorers never wait: a task and a timer each would cost more than the check.
-        self._inline = tuple(s for s in scorers if getattr(s, "inline", False))
-        self._awaiting = tuple(s for s in scorers if not getattr(s, "inline", False))
-        self._confirmers = tuple(confirmers)
-        self._sinks = tuple(sinks)
-        self._dimensions = {d.name: d for d in config.dimensions}
-        self._timeouts = {s.name: s.timeout for s in config.scorers if s.timeout is not None}
-        self._default_timeout = config.pipeline.scorer_timeout
-        self._durations = {s.name: metrics.scorer_duration.labels(s.name) for s in scorers}
-        self._outcomes = {
-            (agent, s.name, outcome): metrics.evaluations.labels(agent, s.name, outcome)
-            for agent in config.agent_labels
-            for s in scorers
-            for outcome in ("ok", "error", "timeout")
-        }
+        self._workers_wanted = config.pipeline.workers
+        self._setup = _Setup(config, metrics, scorers, confirmers, sinks)
         self._queue: asyncio.Queue[_Job] = asyncio.Queue(config.pipeline.queue_size)
         self._workers: list[asyncio.Task[None]] = []
+        self._closing: set[asyncio.Task[None]] = set()
         self._in_flight = 0
         self._accepting = True
         metrics.add_gauge("queue_depth", "Conversations waiting to be scored.", self._depth)
@@ -96,12 +119,25 @@ class Pipeline:
             return False
         return True
 
+    def reconfigure(
+        self,
+        config: Config,
+        *,
+        scorers: Sequence[Scorer],
+        confirmers: Sequence[Confirmer] = (),
+    ) -> None:
+        """Score from now on with a reloaded ``config``'s parts; queue, workers, sinks stay."""
+        old = self._setup
+        self._setup = _Setup(config, self._metrics, scorers, confirmers, old.sinks)
+        old.retired = True
+        self._retire_if_done(old)
+
     async def start(self) -> None:
         """Start the workers."""
         self._accepting = True
         self._workers = [
             asyncio.create_task(self._work(), name=f"scorer-worker-{i}")
-            for i in range(self._config.pipeline.workers)
+            for i in range(self._workers_wanted)
         ]
 
     async def drain(self, within: float) -> bool:
@@ -129,12 +165,18 @@ class Pipeline:
         if left:
             self._metrics.dropped.labels("shutdown").inc(left)
             log.warning("shutdown dropped %d queued conversations", left)
-        for part in (*self._scorers, *self._confirmers, *self._sinks):
-            if isinstance(part, Closeable):
-                try:
-                    await part.aclose()
-                except Exception:
-                    log.exception("closing %r failed", part)
+        await asyncio.gather(*self._closing)
+        await _close(self._setup.parts())
+
+    def _retire_if_done(self, setup: _Setup) -> None:
+        if not (setup.retired and setup.active == 0):
+            return
+        current = {id(part) for part in self._setup.parts()}
+        unused = [part for part in setup.parts() if id(part) not in current]
+        if unused:
+            task = asyncio.get_running_loop().create_task(_close(unused))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
 
     async def _work(self) -> None:
         while True:
@@ -153,34 +195,45 @@ class Pipeline:
                 self._queue.task_done()
 
     async def _evaluate(self, job: _Job) -> None:
+        setup = self._setup
+        setup.active += 1
+        try:
+            await self._evaluate_with(setup, job)
+        finally:
+            setup.active -= 1
+            self._retire_if_done(setup)
+
+    async def _evaluate_with(self, setup: _Setup, job: _Job) -> None:
         evaluation = Evaluation(job.conversation, job.agent, job.reason)
-        results = [await self._run(s, job, inline=True) for s in self._inline]
-        if len(self._awaiting) == 1:
-            results.append(await self._run(self._awaiting[0], job))
-        elif self._awaiting:
-            results += await asyncio.gather(*(self._run(s, job) for s in self._awaiting))
+        results = [await self._run(setup, s, job, inline=True) for s in setup.inline]
+        if len(setup.awaiting) == 1:
+            results.append(await self._run(setup, setup.awaiting[0], job))
+        elif setup.awaiting:
+            results += await asyncio.gather(*(self._run(setup, s, job) for s in setup.awaiting))
         for result in results:
             if result is not None:
-                self._merge(evaluation, result)
-        for confirmer in self._confirmers:
-            extra = await self._confirm(confirmer, evaluation)
+                self._merge(setup, evaluation, result)
+        for confirmer in setup.confirmers:
+            extra = await self._confirm(setup, confirmer, evaluation)
             if extra is not None:
-                self._merge(evaluation, extra)
+                self._merge(setup, evaluation, extra)
         self._record(evaluation)
-        for sink in self._sinks:
+        for sink in setup.sinks:
             try:
                 await sink.handle(evaluation)
             except Exception:
                 log.exception("sink %r failed on conversation %r", sink, job.conversation.id)
 
-    async def _run(self, scorer: Scorer, job: _Job, *, inline: bool = False) -> ScoreResult | None:
+    async def _run(
+        self, setup: _Setup, scorer: Scorer, job: _Job, *, inline: bool = False
+    ) -> ScoreResult | None:
         started = time.perf_counter()
         outcome = "ok"
         try:
             if inline:
                 return await scorer.score(job.conversation)
             # asyncio.timeout, unlike wait_for, runs the scorer in this task: no task per call.
-            async with asyncio.timeout(self._timeouts.get(scorer.name, self._default_timeout)):
+            async with asyncio.timeout(setup.timeouts.get(scorer.name, setup.default_timeout)):
                 return await scorer.score(job.conversation)
         except TimeoutError:
             outcome = "timeout"
@@ -188,15 +241,19 @@ class Pipeline:
             outcome = "error"
             log.warning("scorer %s failed on %r: %s", scorer.name, job.conversation.id, error)
         finally:
-            self._durations[scorer.name].observe(time.perf_counter() - started)
-            self._outcomes[job.agent, scorer.name, outcome].inc()
+            setup.durations[scorer.name].observe(time.perf_counter() - started)
+            key = (job.agent, scorer.name, outcome)
+            # A job queued before a reload may carry an agent the new setup does not list.
+            child = setup.outcomes.get(key) or self._metrics.evaluations.labels(*key)
+            child.inc()
         return None
 
-    async def _confirm(self, confirmer: Confirmer, evaluation: Evaluation) -> ScoreResult | None:
+    async def _confirm(
+        self, setup: _Setup, confirmer: Confirmer, evaluation: Evaluation
+    ) -> ScoreResult | None:
         try:
-            return await asyncio.wait_for(
-                confirmer.confirm(evaluation), self._config.pipeline.scorer_timeout
-            )
+            async with asyncio.timeout(setup.default_timeout):
+                return await confirmer.confirm(evaluation)
         except TimeoutError:
             evaluation.errors[confirmer.name] = "timeout"
         except Exception as error:
@@ -204,10 +261,10 @@ class Pipeline:
             log.warning("confirmer %s failed: %s", confirmer.name, error)
         return None
 
-    def _merge(self, evaluation: Evaluation, result: ScoreResult) -> None:
+    def _merge(self, setup: _Setup, evaluation: Evaluation, result: ScoreResult) -> None:
         """Add a result; one score per dimension, the first scorer in config order wins."""
         for name, value in result.scores.items():
-            reason = self._rejection(name, value)
+            reason = _rejection(setup, name, value)
             if reason is None and name in evaluation.scores:
                 reason = "duplicate"
             if reason is not None:
@@ -217,16 +274,6 @@ class Pipeline:
         evaluation.flags.extend(f for f in result.flags if f not in evaluation.flags)
         evaluation.explanations.update(result.explanations)
 
-    def _rejection(self, name: str, value: float) -> str | None:
-        dimension = self._dimensions.get(name)
-        if dimension is None:
-            return "undeclared_dimension"
-        if not isinstance(value, int | float) or not math.isfinite(value):
-            return "not_finite"
-        if not dimension.scale_min <= value <= dimension.scale_max:
-            return "off_scale"
-        return None
-
     def _record(self, evaluation: Evaluation) -> None:
         agent = evaluation.agent
         for name, value in evaluation.scores.items():
@@ -234,3 +281,23 @@ class Pipeline:
         for flag in evaluation.flags:
             self._metrics.flags.labels(agent, self._metrics.flag_label(flag)).inc()
         self._metrics.scored.labels(agent).inc()
+
+
+def _rejection(setup: _Setup, name: str, value: float) -> str | None:
+    dimension = setup.dimensions.get(name)
+    if dimension is None:
+        return "undeclared_dimension"
+    if not isinstance(value, int | float) or not math.isfinite(value):
+        return "not_finite"
+    if not dimension.scale_min <= value <= dimension.scale_max:
+        return "off_scale"
+    return None
+
+
+async def _close(parts: Sequence[object]) -> None:
+    for part in parts:
+        if isinstance(part, Closeable):
+            try:
+                await part.aclose()
+            except Exception:
+                log.exception("closing %r failed", part)

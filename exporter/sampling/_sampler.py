@@ -50,10 +50,17 @@ class Sampler:
     """
 
     def __init__(self, config: SamplingConfig, *, clock: Callable[[], float] | None = None) -> None:
-        self._config = config
         # None reads time.time() at call time (not bound here, so freezegun takes effect),
         # inline in decide(): a Python-level clock wrapper costs ~30 ns of a ~1 µs budget.
         self._clock = clock
+        self.reconfigure(config)
+        self._count = 0
+        self._day_start = 0.0
+        self._day_end = 0.0  # forces a roll-over on the first decision
+
+    def reconfigure(self, config: SamplingConfig) -> None:
+        """Use new rates, triggers and budgets; today's count carries on (a reload is no reset)."""
+        self._config = config
         self._base = rate_threshold(config.base_rate)
         self._boost = rate_threshold(config.boost_rate)
         self._signals = tuple(sorted(config.trigger_signals))
@@ -63,9 +70,6 @@ class Sampler:
         # None (unlimited) becomes a bound no count reaches, so decide() has one comparison.
         maximum = config.max_daily_samples
         self._max_daily: float = float("inf") if maximum is None else maximum
-        self._count = 0
-        self._day_start = 0.0
-        self._day_end = 0.0  # forces a roll-over on the first decision
 
     @property
     def config(self) -> SamplingConfig:

@@ -30,12 +30,14 @@ from exporter.metrics import Metrics
 from exporter.pipeline import Pipeline
 from exporter.sampling import LateSignalBuffer, Sampler
 from exporter.scoring import build_scorers, judge
+from exporter.types import Confirmer, Scorer
 from exporter.web import pages
 from exporter.web.keys import CONFIG, INTAKE, METRICS, PIPELINE, REGISTRY, STATE, AppState
 from exporter.web.middleware import bearer_auth, json_errors
+from exporter.web.reload import reload_config
 from exporter.web.status import STATUS, StatusBoard
 
-__all__ = ["create_app", "serve"]
+__all__ = ["build_scoring", "create_app", "serve"]
 
 log = logging.getLogger(__name__)
 
@@ -54,11 +56,12 @@ def create_app(
     metrics = Metrics(config, registry)
     sink = dataset.build_sink(config, metrics=metrics)
     status = StatusBoard(config, metrics=metrics, clock=clock)  # the page at /
+    scorers, confirmers = build_scoring(config, metrics=metrics)
     pipeline = Pipeline(
         config=config,
         metrics=metrics,
-        scorers=build_scorers(config, metrics=metrics),
-        confirmers=judge.build_confirmers(config, metrics=metrics),
+        scorers=scorers,
+        confirmers=confirmers,
         sinks=[status, *([sink] if sink is not None else [])],
     )
     sampling = config.sampling
@@ -81,7 +84,7 @@ def create_app(
         middlewares.append(bearer_auth(token, protected=protected))
     app = web.Application(client_max_size=config.server.max_body_bytes, middlewares=middlewares)
     app[CONFIG], app[METRICS], app[REGISTRY] = config, metrics, registry
-    app[INTAKE], app[PIPELINE], app[STATE] = intake, pipeline, AppState()
+    app[INTAKE], app[PIPELINE], app[STATE] = intake, pipeline, AppState(config)
     app[STATUS] = status
     app.router.add_post("/v1/conversations", ingest_http.ingest_conversations)
     app.router.add_post("/v1/feedback", ingest_http.feedback)
@@ -95,6 +98,11 @@ def create_app(
     # to a pipeline that is still running.
     otlp.setup(app, config=config, intake=intake, metrics=metrics)
     return app
+
+
+def build_scoring(config: Config, *, metrics: Metrics) -> tuple[list[Scorer], list[Confirmer]]:
+    """Build the first-tier scorers and the second-tier confirmers of ``config``."""
+    return build_scorers(config, metrics=metrics), judge.build_confirmers(config, metrics=metrics)
 
 
 async def _scoring(app: web.Application) -> AsyncIterator[None]:
@@ -118,7 +126,7 @@ async def _expire_periodically(intake: Intake) -> None:
         intake.expire()
 
 
-async def serve(config: Config, *, host: str, port: int) -> None:
+async def serve(config: Config, *, host: str, port: int, config_file: str | None = None) -> None:
     """Serve until SIGTERM/SIGINT, then drain as described in the module docstring."""
     ssl_context = _ssl_context(config)  # before anything starts: a bad key is a clean exit
     app = create_app(config)
@@ -136,6 +144,7 @@ async def serve(config: Config, *, host: str, port: int) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, reload_config, app, config_file)
     await stop.wait()
     await _drain(app)
     await runner.cleanup()

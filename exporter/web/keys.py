@@ -18,8 +18,9 @@ __all__ = ["CONFIG", "INTAKE", "METRICS", "PIPELINE", "REGISTRY", "STATE", "AppS
 
 @dataclass(slots=True)
 class AppState:
-    """What readiness depends on."""
+    """The running config (a reload replaces it) and what readiness depends on."""
 
+    config: Config
     started: bool = False
     draining: bool = False
     #: ``time.monotonic()`` by which draining must end, once it has begun.

@@ -12,7 +12,7 @@ from aiohttp import web
 from exporter._version import __version__
 from exporter.config.model import Config
 from exporter.model import Conversation, Feedback
-from exporter.web.keys import CONFIG, METRICS, PIPELINE, STATE
+from exporter.web.keys import METRICS, PIPELINE, STATE
 from exporter.web.status import STATUS
 from exporter.web.status_page import render_status
 
@@ -193,7 +193,7 @@ def _otlp_schemas() -> dict[str, Any]:
 async def landing(request: web.Request) -> web.Response:
     """Serve the status page: recent quality, flags, sampling, the queue and the config."""
     app = request.app
-    config = app[CONFIG]
+    config = app[STATE].config  # the reloaded one, after a SIGHUP
     body = render_status(
         config=config,
         board=app[STATUS],

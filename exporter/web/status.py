@@ -112,14 +112,17 @@ class StatusBoard:
         self.bucket_seconds = bucket_seconds
         self.buckets = buckets
         self.recent_buckets = recent_buckets
+        self._rings: dict[tuple[str, str], _Ring] = {}
+        self.reconfigure(config)
+        self.flags: deque[FlagRecord] = deque(maxlen=max_flags)
+
+    def reconfigure(self, config: Config) -> None:
+        """Show a reloaded config's agents and dimensions; existing history stays."""
         self._dimensions = config.dimensions
         self._agents = config.agent_labels
-        self._rings = {
-            (agent, dimension.name): _Ring(buckets)
-            for agent in config.agent_labels
-            for dimension in config.dimensions
-        }
-        self.flags: deque[FlagRecord] = deque(maxlen=max_flags)
+        for agent in config.agent_labels:
+            for dimension in config.dimensions:
+                self._rings.setdefault((agent, dimension.name), _Ring(self.buckets))
 
     def _epoch(self) -> int:
         return int(self._clock() // self.bucket_seconds)

@@ -6,7 +6,12 @@ Importing this package registers the ``llm_judge`` scorer type.
 from exporter.scoring import register_metered_scorer_type
 from exporter.scoring.judge._breaker import BreakerState, CircuitBreaker
 from exporter.scoring.judge._budget import DailyBudget
-from exporter.scoring.judge._build import build_confirmers, judge_client, make_judge_scorer
+from exporter.scoring.judge._build import (
+    build_confirmers,
+    fresh_clients,
+    judge_client,
+    make_judge_scorer,
+)
 from exporter.scoring.judge._client import Completion, JudgeClient, parse_retry_after
 from exporter.scoring.judge._confirm import CONFIRMED_FLAG, JudgeConfirmer
 from exporter.scoring.judge._errors import (
@@ -40,6 +45,7 @@ __all__ = [
     "Rubric",
     "Verdict",
     "build_confirmers",
+    "fresh_clients",
     "judge_client",
     "make_judge_scorer",
     "messages_for",

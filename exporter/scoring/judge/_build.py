@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from prometheus_client import CollectorRegistry
 
@@ -17,7 +18,7 @@ from exporter.scoring.judge._rubrics import Rubric, rubric_for
 from exporter.scoring.judge._scorer import JudgeScorer
 from exporter.types import Confirmer
 
-__all__ = ["build_confirmers", "judge_client", "make_judge_scorer"]
+__all__ = ["build_confirmers", "fresh_clients", "judge_client", "make_judge_scorer"]
 
 # One client per judge name and app (keyed by the app's Metrics): scorers and the confirmer
 # naming the same judge share its pool, concurrency cap, breaker and budget.
@@ -30,6 +31,25 @@ def judge_client(config: Config, name: str, *, metrics: Metrics) -> JudgeClient:
     if name not in clients:
         clients[name] = JudgeClient(config=config.judges[name], metrics=metrics)
     return clients[name]
+
+
+@contextlib.contextmanager
+def fresh_clients(metrics: Metrics) -> Iterator[None]:
+    """Build judges with new clients inside the block (a config reload).
+
+    Parts still scoring with the old clients close them when they retire, so new parts must
+    not share them. Today's spend carries over to the new client of the same judge, so a
+    reload never resets a daily budget. If the block fails, the old clients stay in use.
+    """
+    previous = _CLIENTS.pop(metrics, {})
+    try:
+        yield
+    except BaseException:
+        _CLIENTS[metrics] = previous  # nothing new was used yet: no pool to close
+        raise
+    for name, client in _CLIENTS.get(metrics, {}).items():
+        if name in previous:
+            client.budget.spend(previous[name].budget.spent)
 
 
 def _redactor(config: Config) -> Callable[[str], str]:
