@@ -58,7 +58,10 @@ def build_rules(config: Config) -> tuple[tuple[RuleGroup, ...], tuple[RuleGroup,
 def generate(
     config: Config, *, out: pathlib.Path, output_format: str = "prometheus"
 ) -> list[pathlib.Path]:
-    """Write out/rules/, out/alertmanager/ and out/grafana/; return the files written."""
+    """Write out/rules/, out/alertmanager/ and out/grafana/; return the files written.
+
+    ``prometheus-operator`` adds the rules as a PrometheusRule and the dashboards as ConfigMaps.
+    """
     if output_format not in FORMATS:
         raise GenerateError(f"unknown output format {output_format!r}; expected one of {FORMATS}")
     recording, alerts = build_rules(config)
@@ -76,5 +79,7 @@ def generate(
     manager = dump_yaml(alertmanager_config(config.alerting), source=source, note=EXAMPLE)
     written.append(write_text(manager_dir / ALERTMANAGER_FILE, manager))
     written.append(write_text(manager_dir / TEMPLATE_FILE, TEMPLATE))
-    written.extend(write_grafana(config, out=out))
+    configmaps = output_format == "prometheus-operator"
+    namespace = config.alerting.operator.namespace
+    written.extend(write_grafana(config, out=out, configmaps=configmaps, namespace=namespace))
     return written

@@ -10,10 +10,10 @@ import yaml
 
 from exporter.config.alerting import OperatorSettings
 from exporter.config.duration import format_duration
-from exporter.generate.conventions import HEADER
+from exporter.generate.conventions import DASHBOARD_LABELS, HEADER, dashboard_configmap_name
 from exporter.generate.model import AlertingRule, RecordingRule, RuleGroup
 
-__all__ = ["dump_yaml", "groups_data", "operator_resource", "write_text"]
+__all__ = ["dashboard_configmap", "dump_yaml", "groups_data", "operator_resource", "write_text"]
 
 
 class _Dumper(yaml.SafeDumper):
@@ -64,6 +64,24 @@ def operator_resource(groups: tuple[RuleGroup, ...], settings: OperatorSettings)
         "kind": "PrometheusRule",
         "metadata": metadata,
         "spec": groups_data(groups),
+    }
+
+
+def dashboard_configmap(file_name: str, text: str, *, namespace: str | None) -> dict[str, Any]:
+    """Return one dashboard as a ConfigMap that Grafana's dashboard sidecar loads.
+
+    One dashboard per ConfigMap keeps each object well under the 256 KiB annotation in which
+    client-side ``kubectl apply`` keeps a copy of what it applied.
+    """
+    metadata: dict[str, Any] = {"name": dashboard_configmap_name(file_name)}
+    if namespace:
+        metadata["namespace"] = namespace
+    metadata["labels"] = dict(DASHBOARD_LABELS)
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": metadata,
+        "data": {file_name: text},
     }
 
 

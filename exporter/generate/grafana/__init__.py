@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from exporter.config.model import Config
+from exporter.generate.conventions import CONFIGMAPS_DIR
 from exporter.generate.grafana._agent import agent
 from exporter.generate.grafana._common import AGENT_UID, OVERVIEW_UID, TAG
 from exporter.generate.grafana._overview import overview
 from exporter.generate.grafana._provisioning import provisioning
-from exporter.generate.writer import dump_yaml, write_text
+from exporter.generate.writer import dashboard_configmap, dump_yaml, write_text
 
 __all__ = [
     "AGENT_UID",
@@ -48,15 +49,24 @@ def dump_json(data: dict[str, Any]) -> str:
     return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
 
 
-def write_grafana(config: Config, *, out: Path) -> list[Path]:
-    """Write ``out/grafana/dashboards/*.json`` and the provisioning files; return them."""
+def write_grafana(
+    config: Config, *, out: Path, configmaps: bool = False, namespace: str | None = None
+) -> list[Path]:
+    """Write ``out/grafana/dashboards/*.json`` and the provisioning files; return them.
+
+    With ``configmaps``, also ``out/grafana/configmaps/*.yaml``: each dashboard as a ConfigMap
+    (in ``namespace``) for Grafana's dashboard sidecar on Kubernetes.
+    """
     root = out / GRAFANA_DIR
-    written = [
-        write_text(root / DASHBOARDS_DIR / name, dump_json(data))
-        for name, data in dashboards(config).items()
-    ]
+    texts = {name: dump_json(data) for name, data in dashboards(config).items()}
+    written = [write_text(root / DASHBOARDS_DIR / name, text) for name, text in texts.items()]
     for name, data in provisioning(config).items():
         written.append(
             write_text(root / PROVISIONING_DIR / name, dump_yaml(data, source=config.source))
         )
+    if configmaps:
+        for name, text in texts.items():
+            resource = dashboard_configmap(name, text, namespace=namespace)
+            path = root / CONFIGMAPS_DIR / f"{name.removesuffix('.json')}.configmap.yaml"
+            written.append(write_text(path, dump_yaml(resource, source=config.source)))
     return written
