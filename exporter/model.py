@@ -26,7 +26,9 @@ __all__ = [
 _Id = Annotated[str, msgspec.Meta(min_length=1, max_length=512, description="Stable id.")]
 _Name = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 _NonNegative = Annotated[float, msgspec.Meta(ge=0)]
-_Count = Annotated[int, msgspec.Meta(ge=0)]
+# JSON has one number type: 850.0 is a count as much as 850 is (Python's json.dumps writes a
+# float that way), and JSON Schema's "integer" accepts it too.
+_Count = Annotated[int, msgspec.Meta(ge=0)] | Annotated[float, msgspec.Meta(ge=0, multiple_of=1)]
 # msgspec documents `format: date-time` only for tz-aware datetimes, and naive ones stay accepted
 # here; without the format the schema (and the OpenAPI document) would allow any string.
 _Timestamp = Annotated[dt.datetime, msgspec.Meta(extra_json_schema={"format": "date-time"})]
@@ -73,7 +75,7 @@ class Usage(msgspec.Struct, gc=False):
     @property
     def total_tokens(self) -> int:
         """Return input plus output tokens, counting missing ones as zero."""
-        return (self.input_tokens or 0) + (self.output_tokens or 0)
+        return int((self.input_tokens or 0) + (self.output_tokens or 0))
 
 
 class Conversation(msgspec.Struct, gc=False):
