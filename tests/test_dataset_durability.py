@@ -291,10 +291,13 @@ class TestSecondWriter:
     async def test_lock(self, tmp_path: Path) -> None:
         """The second waits (counting `locked`) and takes over when the first stops."""
         config = dataset_config(tmp_path / "ds")
-        first, second = Harness(config), Harness(config)
+        first = Harness(config)
+        await first.writer.handle(evaluation("from-first"))
+        await first.cycles()
+        # Only now: both writers' threads open the directory as they start, so a second one
+        # made earlier could win the lock and the roles would be the other way round.
+        second = Harness(config)
         try:
-            await first.writer.handle(evaluation("from-first"))
-            await first.cycles()
             await second.writer.handle(evaluation("from-second"))
             await second.cycles()
             assert second.value("dataset_write_errors_total", reason="locked") >= 1
