@@ -163,6 +163,7 @@ class Alert:
     SCORER_ERRORS = "AgentQualityScorerErrors"
     JUDGE_ERRORS = "AgentQualityJudgeErrors"
     QUEUE = "AgentQualityQueueNearCapacity"
+    CONFIG_RELOAD = "AgentQualityConfigReloadFailed"
 
 
 class Group:

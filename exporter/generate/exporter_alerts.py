@@ -151,6 +151,18 @@ def exporter_alerts(config: Config, alerting: AlertingConfig) -> tuple[AlertingR
                 "will be dropped (queue_full) when it is. Add workers or replicas."
             ),
         ),
+        _rule(
+            alerting,
+            Alert.CONFIG_RELOAD,
+            f"{PREFIX}_config_last_reload_successful == 0",
+            for_=settings.for_,
+            severity="warning",
+            summary="agent-quality-exporter {{ $labels.instance }} could not reload its config",
+            description=(
+                "The last SIGHUP reload of {{ $labels.instance }} failed: it runs the previous "
+                "config, and a restart would fail the same way. Its log says why."
+            ),
+        ),
     ]
     if config.judges:
         rules.append(

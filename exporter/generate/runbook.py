@@ -155,5 +155,12 @@ def runbook(config: Config, alerting: AlertingConfig) -> str:
         f"The scoring queue is over {exporter.queue_ratio:.0%} full; once full, conversations",
         "are dropped (`queue_full`). Add workers or replicas, or lower the sampling rates.",
         "",
+        f"## {Alert.CONFIG_RELOAD}",
+        "",
+        "A SIGHUP reload failed: the file is invalid, or it changes settings that need a",
+        "restart. The daemon keeps the previous config; a restart with this file would fail",
+        "or change more than intended. Run `agent-quality-exporter check-config` on the file;",
+        "the daemon's log names the key.",
+        "",
     ]
     return "\n".join(lines)

@@ -50,6 +50,7 @@ EXPORTER_ALERTS = (
     Alert.SCORER_ERRORS,
     Alert.JUDGE_ERRORS,
     Alert.QUEUE,
+    Alert.CONFIG_RELOAD,
 )
 
 
