@@ -1,0 +1,197 @@
+"""Slow clients on raw sockets: a stalled body never blocks others and is cut off with a 408.
+
+The body deadline (``BODY_READ_TIMEOUT``, 30 s) is shortened here so the tests stay fast; one
+test runs the real daemon with its real deadline and only checks that others are served.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
+
+import pytest
+from aiohttp import ClientSession, web
+from aiohttp.test_utils import TestClient
+
+from exporter.config import Config
+from exporter.ingest import http as ingest_http
+from exporter.web import create_app
+from tests.conftest import conversation
+from tests.support.daemon import running_daemon
+
+Client = TestClient[web.Request, web.Application]
+
+DEADLINE = 0.5
+PATHS = ("/v1/conversations", "/v1/feedback", "/v1/traces")
+
+
+@pytest.fixture
+async def client(
+    aiohttp_client: Callable[..., Awaitable[Client]],
+    make_config: Callable[..., Config],
+    monkeypatch: pytest.MonkeyPatch,
+) -> Client:
+    """Start the real app on a loopback port, with a short body deadline."""
+    monkeypatch.setattr(ingest_http, "BODY_READ_TIMEOUT", DEADLINE)
+    return await aiohttp_client(create_app(make_config()))
+
+
+@asynccontextmanager
+async def raw_connection(
+    port: int, head: bytes
+) -> AsyncIterator[tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
+    """Open a socket to the app and send ``head`` (request line, headers, part of a body)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(head)
+    await writer.drain()
+    try:
+        yield reader, writer
+    finally:
+        writer.close()
+        await writer.wait_closed()
+
+
+def request_head(path: str, **headers: str) -> bytes:
+    lines = [f"POST {path} HTTP/1.1", "Host: 127.0.0.1", "Content-Type: application/json"]
+    lines += [f"{name.replace('_', '-')}: {value}" for name, value in headers.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+async def read_response(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bytes]:
+    """Read one HTTP/1.1 response with a Content-Length body."""
+    status_line = await reader.readline()
+    status = int(status_line.split()[1])
+    headers: dict[str, str] = {}
+    while (line := await reader.readline()) not in (b"\r\n", b""):
+        name, _, value = line.decode().partition(":")
+        headers[name.strip().lower()] = value.strip()
+    body = await reader.readexactly(int(headers.get("content-length", "0")))
+    return status, headers, body
+
+
+async def assert_served_quickly(client: Client) -> None:
+    """A normal ingest and a scrape complete well within the stalled client's deadline."""
+    started = time.monotonic()
+    response = await client.post("/v1/conversations", json=conversation())
+    assert response.status == 202
+    assert (await client.get("/metrics")).status == 200
+    assert time.monotonic() - started < DEADLINE / 2
+
+
+async def assert_cut_off(reader: asyncio.StreamReader, started: float) -> None:
+    """The stalled request gets the SPEC's 408 at the deadline, then the socket closes."""
+    status, headers, body = await asyncio.wait_for(read_response(reader), 5)
+    waited = time.monotonic() - started
+    assert status == 408
+    assert headers["connection"] == "close"
+    document = json.loads(body)
+    assert set(document) == {"error", "detail"}
+    assert f"{DEADLINE:g}s" in document["detail"]
+    assert DEADLINE * 0.8 < waited < DEADLINE + 1.5
+    assert await asyncio.wait_for(reader.read(), 2) == b""  # closed at once, no lingering
+
+
+class TestStalledBody:
+    @pytest.mark.parametrize("path", PATHS)
+    async def test_part_of_the_body_then_nothing(self, client: Client, path: str) -> None:
+        """Headers and 10 of 1000 bytes: others are served meanwhile; 408 at the deadline."""
+        head = request_head(path, Content_Length="1000") + b'{"id": "x",'
+        started = time.monotonic()
+        async with raw_connection(client.port, head) as (reader, _):
+            await asyncio.sleep(0.05)
+            await assert_served_quickly(client)
+            await assert_cut_off(reader, started)
+        await assert_served_quickly(client)
+
+    async def test_a_byte_at_a_time_is_still_cut_off(self, client: Client) -> None:
+        """A client trickling a byte every 50 ms (slowloris) meets the same whole-body deadline."""
+        head = request_head("/v1/conversations", Content_Length="100000")
+        started = time.monotonic()
+        async with raw_connection(client.port, head) as (reader, writer):
+
+            async def trickle() -> None:
+                while True:
+                    writer.write(b" ")
+                    await writer.drain()
+                    await asyncio.sleep(0.05)
+
+            dripping = asyncio.create_task(trickle())
+            try:
+                await assert_served_quickly(client)
+                await assert_cut_off(reader, started)
+            finally:
+                dripping.cancel()
+                await asyncio.gather(dripping, return_exceptions=True)
+
+    async def test_chunked_body_that_never_ends(self, client: Client) -> None:
+        """A chunked body without its last chunk is cut off the same way."""
+        head = request_head("/v1/conversations", Transfer_Encoding="chunked") + b"5\r\n[{}, \r\n"
+        started = time.monotonic()
+        async with raw_connection(client.port, head) as (reader, _):
+            await assert_served_quickly(client)
+            await assert_cut_off(reader, started)
+
+    async def test_gzip_body_that_stops(self, client: Client) -> None:
+        """Half a gzip stream, then silence: 408, not a worker stuck in the inflater."""
+        compressed = gzip.compress(json.dumps([conversation()] * 20).encode())
+        head = request_head(
+            "/v1/conversations", Content_Length=str(len(compressed)), Content_Encoding="gzip"
+        )
+        started = time.monotonic()
+        async with raw_connection(client.port, head + compressed[: len(compressed) // 2]) as (
+            reader,
+            _,
+        ):
+            await assert_served_quickly(client)
+            await assert_cut_off(reader, started)
+
+    async def test_many_stalled_clients(self, client: Client) -> None:
+        """Fifty stalled uploads at once cost the others nothing, and all get their 408."""
+        head = request_head("/v1/conversations", Content_Length="1000") + b"["
+        started = time.monotonic()
+        async with AsyncExitStack() as stack:
+            streams = [
+                await stack.enter_async_context(raw_connection(client.port, head))
+                for _ in range(50)
+            ]
+            await assert_served_quickly(client)
+            statuses = await asyncio.gather(
+                *(asyncio.wait_for(read_response(reader), 5) for reader, _ in streams)
+            )
+            assert {status for status, _, _ in statuses} == {408}
+            assert time.monotonic() - started < DEADLINE + 2
+        await assert_served_quickly(client)
+
+
+class TestStalledHeaders:
+    async def test_half_a_request_line_blocks_nobody(self, client: Client) -> None:
+        """A client that never finishes its headers holds only its own connection.
+
+        aiohttp closes it after the server's keep-alive timeout (see the report on issue 8).
+        """
+        head = b"POST /v1/conversations HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Le"
+        async with raw_connection(client.port, head):
+            for _ in range(3):
+                await assert_served_quickly(client)
+
+
+async def test_real_daemon_serves_others_while_a_body_stalls(tmp_path: Path) -> None:
+    """The daemon as a subprocess: a stalled upload does not hold up ingest or scrapes."""
+    with running_daemon(tmp_path) as daemon:
+        head = request_head("/v1/conversations", Content_Length="1000") + b"["
+        async with raw_connection(daemon.port, head), ClientSession() as session:
+            started = time.monotonic()
+            for _ in range(5):
+                async with session.post(
+                    f"{daemon.url}/v1/conversations", json=conversation()
+                ) as response:
+                    assert response.status == 202
+                async with session.get(f"{daemon.url}/metrics") as response:
+                    assert response.status == 200
+            assert time.monotonic() - started < 2
+        assert daemon.process.poll() is None
