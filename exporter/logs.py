@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import sys
 import time
+from collections.abc import Callable
 from typing import TextIO
 
-__all__ = ["LEVELS", "setup_logging"]
+__all__ = ["LEVELS", "Throttle", "setup_logging"]
 
 LEVELS = ("debug", "info", "warn", "error")
 
@@ -69,3 +71,26 @@ def setup_logging(
     root.setLevel({"warn": logging.WARNING}.get(level, level.upper()))
     # aiohttp's access log at info would log every ingest POST: far too much for an exporter.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+class Throttle:
+    """Let one log line per key through every ``interval`` seconds, counting those held back.
+
+    A failure that repeats for every conversation (a judge endpoint down) would otherwise log a
+    line per conversation; its counter already has every occurrence.
+    """
+
+    def __init__(self, *, interval: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._interval = interval
+        self._clock = clock
+        self._last: dict[str, float] = {}
+        self._held: dict[str, int] = {}
+
+    def allow(self, key: str) -> int | None:
+        """Return None to hold this line back, else how many were held back since the last."""
+        now = self._clock()
+        if now - self._last.get(key, -math.inf) < self._interval:
+            self._held[key] = self._held.get(key, 0) + 1
+            return None
+        self._last[key] = now
+        return self._held.pop(key, 0)

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from exporter.config.model import Config
+from exporter.logs import Throttle
 from exporter.metrics import Metrics
 from exporter.model import Conversation
 from exporter.types import Closeable, Confirmer, Evaluation, EvaluationSink, Scorer, ScoreResult
@@ -26,6 +27,8 @@ __all__ = ["Pipeline"]
 log = logging.getLogger(__name__)
 
 _OUTCOMES = ("ok", "error", "timeout")
+#: Seconds between two log lines about one failing scorer or confirmer (the counters get all).
+FAILURE_LOG_INTERVAL = 60.0
 
 
 @dataclass(slots=True)
@@ -87,6 +90,8 @@ class Pipeline:
         self._workers: list[asyncio.Task[None]] = []
         self._closing: set[asyncio.Task[None]] = set()
         self._in_flight = 0
+        self._cancelled = 0  # evaluations cut short by shutdown
+        self._failure_log = Throttle(interval=FAILURE_LOG_INTERVAL)
         self._accepting = True
         metrics.add_gauge("queue_depth", "Conversations waiting to be scored.", self._depth)
         metrics.add_gauge(
@@ -164,7 +169,14 @@ class Pipeline:
             left += 1
         if left:
             self._metrics.dropped.labels("shutdown").inc(left)
-            log.warning("shutdown dropped %d queued conversations", left)
+        if left or self._cancelled:
+            # The whole of dropped{reason="shutdown"}: the last word once /metrics is gone.
+            log.warning(
+                "shutdown dropped %d conversations (%d queued, %d cancelled while being scored)",
+                left + self._cancelled,
+                left,
+                self._cancelled,
+            )
         await asyncio.gather(*self._closing)
         await _close(self._setup.parts())
 
@@ -187,6 +199,7 @@ class Pipeline:
             except asyncio.CancelledError:
                 # Cancelled mid-scoring at shutdown: this one will never be scored.
                 self._metrics.dropped.labels("shutdown").inc()
+                self._cancelled += 1
                 raise
             except Exception:
                 log.exception("evaluating conversation %r failed", job.conversation.id)
@@ -239,7 +252,7 @@ class Pipeline:
             outcome = "timeout"
         except Exception as error:
             outcome = "error"
-            log.warning("scorer %s failed on %r: %s", scorer.name, job.conversation.id, error)
+            self._log_failure(f"scorer {scorer.name}", f" on {job.conversation.id!r}", error)
         finally:
             setup.durations[scorer.name].observe(time.perf_counter() - started)
             key = (job.agent, scorer.name, outcome)
@@ -258,8 +271,15 @@ class Pipeline:
             evaluation.errors[confirmer.name] = "timeout"
         except Exception as error:
             evaluation.errors[confirmer.name] = str(error)
-            log.warning("confirmer %s failed: %s", confirmer.name, error)
+            self._log_failure(f"confirmer {confirmer.name}", "", error)
         return None
+
+    def _log_failure(self, what: str, where: str, error: Exception) -> None:
+        """Log a failure: the first, then one per interval saying how many went unlogged."""
+        held = self._failure_log.allow(what)
+        if held is not None:
+            more = f" ({held} more failures since the last report)" if held else ""
+            log.warning("%s failed%s: %s%s", what, where, error, more)
 
     def _merge(self, setup: _Setup, evaluation: Evaluation, result: ScoreResult) -> None:
         """Add a result; one score per dimension, the first scorer in config order wins."""
