@@ -202,11 +202,19 @@ class LoopCounter(Collector):
             child = self._children[values] = LoopChild()
         return child
 
+    def children(self) -> list[tuple[tuple[str, ...], LoopChild]]:
+        """Return every label set with its child."""
+        return list(self._children.items())
+
     def collect(self) -> Iterator[Metric]:
         family = CounterMetricFamily(self._name, self._documentation, labels=self._labelnames)
         for values, child in self._children.items():
             family.add_metric(list(values), child.value)
         yield family
+
+
+def _sum(counter: LoopCounter) -> float:
+    return sum(child.value for _, child in counter.children())
 
 
 class _CallbackGauges(Collector):
@@ -412,6 +420,17 @@ class Metrics:
                 for agent in config.agent_labels:
                     for verdict in JUDGE_VERDICTS:
                         self.judge_verdicts.labels(agent, dimension, confirming, verdict)
+
+    def totals(self) -> dict[str, float]:
+        """Return the accounting totals over all agents: received, routed, dropped by reason."""
+        totals = {
+            "received": _sum(self.conversations),
+            "not_sampled": _sum(self.not_sampled),
+            "scored": _sum(self.scored),
+        }
+        for (reason,), child in self.dropped.children():
+            totals[f"dropped_{reason}"] = child.value
+        return totals
 
     def flag_label(self, flag: str) -> str:
         """Return the label value for a flag: itself if well-formed and within the cap."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import time
@@ -112,6 +113,10 @@ class TestShutdown:
             assert "not drained" in log
             dropped = int(log.split("shutdown dropped ")[1].split()[0])
             assert 0 < dropped < 60
+            line = next(line for line in log.splitlines() if "final accounting" in line)
+            final = {k: float(v) for k, v in re.findall(r"(\w+)=([\d.]+)", line)}
+            assert final["received"] == 60
+            assert final["scored"] + final["dropped_shutdown"] == 60
 
 
 class TestCommandLine:

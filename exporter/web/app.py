@@ -118,6 +118,9 @@ async def _scoring(app: web.Application) -> AsyncIterator[None]:
         await expiry
     await pipeline.stop(grace=grace)
     intake.close()
+    # The last word on where every conversation went: /metrics is gone once we exit.
+    totals = app[METRICS].totals()
+    log.info("final accounting: %s", " ".join(f"{k}={v:g}" for k, v in totals.items() if v))
 
 
 async def _expire_periodically(intake: Intake) -> None:
