@@ -16,6 +16,7 @@ import time
 import urllib.request
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 SERVER_CPU, LOAD_CPU = "0", "1"
@@ -40,6 +41,52 @@ def _pinned(args: Sequence[str], cpu: str) -> list[str]:
     if shutil.which("taskset") and (os.cpu_count() or 1) > 1:
         return ["taskset", "-c", cpu, *args]
     return list(args)
+
+
+@contextlib.contextmanager
+def pinned_self(cpu: str) -> Iterator[None]:
+    """Run this process's calling thread on ``cpu`` until the block ends (no-op on one core).
+
+    For benches that measure in process (pinned like a server) or drive load from Python
+    (pinned like wrk); threads started inside the block inherit the pinning.
+    """
+    if not hasattr(os, "sched_setaffinity") or (os.cpu_count() or 1) < 2:
+        yield
+        return
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {int(cpu)})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
+
+
+def daemon_args(port: int, config: Path | None = None) -> list[str]:
+    """Return the command line of the real daemon on ``port`` (embedded default config)."""
+    args = [sys.executable, "-m", "exporter", "run", f"--web.listen-address=127.0.0.1:{port}"]
+    if config is not None:
+        args.append(f"--config.file={config}")
+    return [*args, "--log.level=warn"]
+
+
+def scraped(port: int) -> list[Any]:
+    """Return every sample the daemon on ``port`` exports now (prometheus_client ``Sample``)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    return [s for family in text_string_to_metric_families(text) for s in family.samples]
+
+
+def total(samples: Sequence[Any], name: str, **labels: str) -> float:
+    """Sum the samples called ``name`` whose labels include ``labels``."""
+    return float(
+        sum(
+            s.value
+            for s in samples
+            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
+        )
+    )
 
 
 @contextlib.contextmanager
