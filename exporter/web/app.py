@@ -133,7 +133,9 @@ async def serve(config: Config, *, host: str, port: int, config_file: str | None
     """Serve until SIGTERM/SIGINT, then drain as described in the module docstring."""
     ssl_context = _ssl_context(config)  # before anything starts: a bad key is a clean exit
     app = create_app(config)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    # keepalive_timeout: run_app's 75 s, not the runner's hour; an idle or half-sent
+    # connection must not hold a slot that long.
+    runner = web.AppRunner(app, handle_signals=False, access_log=None, keepalive_timeout=75)
     await runner.setup()
     site = web.TCPSite(runner, host or None, port, ssl_context=ssl_context)
     try:
