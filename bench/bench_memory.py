@@ -4,12 +4,14 @@
 
 The drain rate is made known and small: one pipeline worker and a plugin scorer that sleeps
 ``--sleep-ms`` (``bench/_slow_scorer.py``), beside the default scorers, so about
-1000 / sleep_ms conversations/s leave the queue. Everything is sampled (``base_rate: 1.0``, no
-daily maximum), so every conversation goes to the queue, which fills within seconds; from
-then on the surplus is dropped and counted (``queue_full``).
+1000 / sleep_ms conversations/s leave the queue. Half the conversations are sampled
+(``base_rate: 0.5``, no daily maximum) and fed at ``--overload`` times the drain rate, so the
+queue fills within seconds and the surplus is dropped and counted (``queue_full``), while the
+other half fills the late-signal buffer to its bounds: both bounded structures are at their
+largest for most of the run.
 
 The daemon runs pinned to one core; this process posts single conversations (distinct ids,
-16 connections, paced) from the other core at ``--overload`` times the nominal drain rate,
+16 connections, paced) from the other core, sampled at ``--overload`` times the drain rate,
 and reads the daemon's RSS (``VmRSS``) every ``--interval`` seconds. Reported: the idle RSS
 before any load (the baseline), the maximum, the final value, and the slope over the last
 half of the run in MB/min. Targets: maximum <= 150 MB, last-half slope within +-1 MB/min
@@ -38,6 +40,8 @@ from _harness import LOAD_CPU, daemon_args, encoded, free_port, pinned_self, scr
 from exporter.config.loader import default_document
 
 TARGET_MB, FLAT_MB_PER_MIN = 150.0, 1.0
+#: The sampled share: the rest waits in the late-signal buffer, which fills to its bounds.
+SAMPLED = 0.5
 CONNECTIONS = 16
 
 
@@ -51,7 +55,11 @@ def config_document(sleep_ms: float) -> dict[str, Any]:
         "options": {"sleep_ms": sleep_ms},
     }
     return {
-        "sampling": {"base_rate": 1.0, "boost_rate": 1.0, "daily_budget": {"max_samples": None}},
+        "sampling": {
+            "base_rate": SAMPLED,
+            "boost_rate": SAMPLED,
+            "daily_budget": {"max_samples": None},
+        },
         # A full queue at the end is the point; shutting down need not wait for it.
         "pipeline": {"workers": 1, "drain_grace_period": "1s"},
         "scorers": [*default_document()["scorers"], slow],
@@ -135,7 +143,13 @@ def measure(*, minutes: float, overload: float, sleep_ms: float, interval: float
             idle = rss_mb(pid)
             started = time.monotonic()
             sent, points = asyncio.run(
-                _run(pid, port, rate=nominal * overload, seconds=minutes * 60, interval=interval)
+                _run(
+                    pid,
+                    port,
+                    rate=nominal * overload / SAMPLED,
+                    seconds=minutes * 60,
+                    interval=interval,
+                )
             )
             elapsed = time.monotonic() - started
             samples = scraped(port)
@@ -150,6 +164,7 @@ def measure(*, minutes: float, overload: float, sleep_ms: float, interval: float
         "queue_full": total(samples, "agent_quality_dropped_total", reason="queue_full"),
         "dropped": total(samples, "agent_quality_dropped_total"),
         "not_sampled": total(samples, "agent_quality_not_sampled_total"),
+        "buffered": total(samples, "agent_quality_late_buffer_conversations"),
         "waiting": total(samples, "agent_quality_queue_depth")
         + total(samples, "agent_quality_in_flight"),
     }
@@ -174,10 +189,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     half = points[-1][0] / 2
     last_half = [(t, mb) for t, mb in points if t >= half]
     drained = run["scored"] / run["elapsed"]
-    fed = run["sent"] / run["elapsed"]
-    # Late-signal buffer entries are absent: with base_rate 1.0 nothing waits there.
+    fed = run["sent"] / run["elapsed"] * SAMPLED  # the sampled share is what meets the queue
     unaccounted = run["received"] - run["scored"] - run["dropped"] - run["waiting"]
-    unaccounted -= run["not_sampled"]
+    unaccounted -= run["not_sampled"] + run["buffered"]
     figures = {
         "idle_mb": run["idle"],
         "max_mb": max(mb for _, mb in points),
