@@ -456,6 +456,7 @@ PII_ABSENT = [
     "trace 4bf92f3577b34da6a3ce929d0e0e4736",
     "tracking 1Z999AA10123456784",
     "epoch 1700000000000 ms, 1700000000123456789 ns",
+    "a 2100 epoch in ms that passes Luhn: 4102444800007",
     "price $1,234,567.89",
     "bare number 5551234567",
     "ORD-555-123-4567",

@@ -81,7 +81,9 @@ def _card_issuer_known(digits: str) -> bool:
     """Say whether the number has a real issuer prefix for its length (Visa, Mastercard ...)."""
     length, two, four = len(digits), int(digits[:2]), int(digits[:4])
     if digits[0] == "4":  # Visa
-        return length in (13, 16, 19)
+        # Not 13: those Visa numbers are long retired, and a 13-digit run is far more often a
+        # millisecond epoch (4xxxxxxxxxxxx is the 2090s) than a card.
+        return length in (16, 19)
     if 51 <= two <= 55 or 2221 <= four <= 2720:  # Mastercard
         return length == 16
     if two in (34, 37):  # American Express

@@ -1,0 +1,35 @@
+"""The daemon's Prometheus metrics: the definitions and the collectors behind them."""
+
+from exporter.metrics._collectors import (
+    PREFIX,
+    CallbackGauges,
+    LoopChild,
+    LoopCounter,
+    ScoreHistograms,
+)
+from exporter.metrics._metrics import (
+    DATASET_DROP_REASONS,
+    DATASET_ERROR_REASONS,
+    JUDGE_VERDICTS,
+    MAX_FLAG_VALUES,
+    OTLP_DROP_REASONS,
+    OTLP_SPAN_OUTCOMES,
+    OTLP_TRIGGERS,
+    Metrics,
+)
+
+__all__ = [
+    "DATASET_DROP_REASONS",
+    "DATASET_ERROR_REASONS",
+    "JUDGE_VERDICTS",
+    "MAX_FLAG_VALUES",
+    "OTLP_DROP_REASONS",
+    "OTLP_SPAN_OUTCOMES",
+    "OTLP_TRIGGERS",
+    "PREFIX",
+    "CallbackGauges",
+    "LoopChild",
+    "LoopCounter",
+    "Metrics",
+    "ScoreHistograms",
+]
