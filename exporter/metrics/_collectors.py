@@ -16,13 +16,20 @@ from prometheus_client.registry import Collector
 
 from exporter.config.model import Dimension
 
-__all__ = ["CallbackGauges", "LoopChild", "LoopCounter", "ScoreHistograms", "total"]
+__all__ = [
+    "CallbackGauges",
+    "LoopChild",
+    "LoopCounter",
+    "LoopHistogram",
+    "ScoreHistograms",
+    "total",
+]
 
 PREFIX = "agent_quality"
 
 
 class _Series:
-    """One (agent, dimension) histogram with the dimension's own bucket bounds."""
+    """One histogram series: counts per bucket, sum and sum of squares."""
 
     __slots__ = ("bounds", "counts", "squares", "sum")
 
@@ -37,6 +44,53 @@ class _Series:
         self.counts[bisect.bisect_left(self.bounds, value)] += 1
         self.sum += value
         self.squares += value * value
+
+    def buckets(self) -> list[tuple[str, float]]:
+        """Return the cumulative ``(le, count)`` pairs, ``+Inf`` last."""
+        cumulative, result = 0, list[tuple[str, float]]()
+        for bound, count in zip((*self.bounds, float("inf")), self.counts, strict=True):
+            cumulative += count
+            result.append((_format_bound(bound), cumulative))
+        return result
+
+
+class LoopHistogram(Collector):
+    """A labelled histogram updated only from the event-loop thread, without a lock.
+
+    For the same reason as ``LoopCounter``: prometheus_client's ``Histogram`` locks on every
+    observation, and the pipeline observes one per scorer run. Same ``.labels(...).observe(v)``.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        labelnames: tuple[str, ...],
+        *,
+        buckets: tuple[float, ...],
+        registry: CollectorRegistry,
+    ) -> None:
+        self._name = name
+        self._documentation = documentation
+        self._labelnames = labelnames
+        self._bounds = tuple(sorted(buckets))
+        self._children: dict[tuple[str, ...], _Series] = {}
+        registry.register(self)
+
+    def labels(self, *values: str) -> _Series:
+        """Return the series for these label values, creating it empty."""
+        series = self._children.get(values)
+        if series is None:
+            if len(values) != len(self._labelnames):
+                raise ValueError(f"{self._name} takes labels {self._labelnames}, got {values}")
+            series = self._children[values] = _Series(self._bounds)
+        return series
+
+    def collect(self) -> Iterator[Metric]:
+        family = HistogramMetricFamily(self._name, self._documentation, labels=self._labelnames)
+        for values, series in self._children.items():
+            family.add_metric(list(values), series.buckets(), series.sum)
+        yield family
 
 
 class ScoreHistograms(Collector):
@@ -82,11 +136,7 @@ class ScoreHistograms(Collector):
             labels=("agent", "dimension"),
         )
         for (agent, dimension), series in self._series.items():
-            cumulative, buckets = 0, []
-            for bound, count in zip((*series.bounds, float("inf")), series.counts, strict=True):
-                cumulative += count
-                buckets.append((_format_bound(bound), cumulative))
-            histogram.add_metric([agent, dimension], buckets, series.sum)
+            histogram.add_metric([agent, dimension], series.buckets(), series.sum)
             squares.add_metric([agent, dimension], series.squares)
         yield histogram
         yield squares

@@ -24,6 +24,7 @@ from exporter.metrics._collectors import (
     PREFIX,
     CallbackGauges,
     LoopCounter,
+    LoopHistogram,
     ScoreHistograms,
     total,
 )
@@ -178,7 +179,7 @@ class Metrics:
         self.dataset_rotations = counter(
             "dataset_rotations", "Feedback dataset files finished and renamed."
         )
-        self.scorer_duration = Histogram(
+        self.scorer_duration = LoopHistogram(
             f"{PREFIX}_scorer_duration_seconds",
             "Time per scorer run.",
             ("scorer",),

@@ -291,8 +291,10 @@ class Pipeline:
                 self._metrics.ignored_scores.labels(reason).inc()
                 continue
             evaluation.scores[name] = float(value)
-        evaluation.flags.extend(f for f in result.flags if f not in evaluation.flags)
-        evaluation.explanations.update(result.explanations)
+        if result.flags:
+            evaluation.flags.extend(f for f in result.flags if f not in evaluation.flags)
+        if result.explanations:
+            evaluation.explanations.update(result.explanations)
 
     def _record(self, evaluation: Evaluation) -> None:
         agent = evaluation.agent
