@@ -24,10 +24,10 @@ def _level(record: logging.LogRecord) -> str:
     return {"WARNING": "warn", "CRITICAL": "error"}.get(record.levelname, record.levelname.lower())
 
 
-class LogfmtFormatter(logging.Formatter):
-    """``ts=... level=info logger=exporter.web msg="listening on ..."``."""
+class _FieldsFormatter(logging.Formatter):
+    """Turns a record into the fields both formats print, in order."""
 
-    def format(self, record: logging.LogRecord) -> str:
+    def fields(self, record: logging.LogRecord) -> dict[str, str]:
         fields = {
             "ts": _timestamp(record),
             "level": _level(record),
@@ -36,7 +36,14 @@ class LogfmtFormatter(logging.Formatter):
         }
         if record.exc_info:
             fields["err"] = self.formatException(record.exc_info)
-        return " ".join(f"{k}={_quote(v)}" for k, v in fields.items())
+        return fields
+
+
+class LogfmtFormatter(_FieldsFormatter):
+    """``ts=... level=info logger=exporter.web msg="listening on ..."``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return " ".join(f"{k}={_quote(v)}" for k, v in self.fields(record).items())
 
 
 def _quote(value: str) -> str:
@@ -45,19 +52,11 @@ def _quote(value: str) -> str:
     return json.dumps(value)
 
 
-class JsonFormatter(logging.Formatter):
+class JsonFormatter(_FieldsFormatter):
     """One JSON object per line."""
 
     def format(self, record: logging.LogRecord) -> str:
-        fields = {
-            "ts": _timestamp(record),
-            "level": _level(record),
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        if record.exc_info:
-            fields["err"] = self.formatException(record.exc_info)
-        return json.dumps(fields)
+        return json.dumps(self.fields(record))
 
 
 def setup_logging(

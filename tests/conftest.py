@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 
 from exporter.config import Config, parse_config
+from exporter.web import create_app
+from tests.support.app import Client, MakeClient
 
 EXAMPLE_CONVERSATION: dict[str, Any] = {
     "id": "c-7f3a",
@@ -48,3 +50,15 @@ def make_config() -> Callable[..., Config]:
         return parse_config(sections, source="test.yml")
 
     return make
+
+
+@pytest.fixture
+def client_for(
+    aiohttp_client: Callable[..., Awaitable[Client]], make_config: Callable[..., Config]
+) -> MakeClient:
+    """Start the real app (aiohttp's test server) for a config made of the given sections."""
+
+    async def start(**sections: Any) -> Client:
+        return await aiohttp_client(create_app(make_config(**sections)))
+
+    return start

@@ -16,21 +16,17 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans
-from prometheus_client import CollectorRegistry
 
 from exporter.config import Config
 from exporter.metrics import MAX_FLAG_VALUES
 from exporter.model import Conversation
 from exporter.types import ScoreResult
 from exporter.web import create_app
-from exporter.web.keys import PIPELINE, REGISTRY
+from exporter.web.keys import PIPELINE
+from tests.support.app import Client, MakeClient, sample
 from tests.support.fake_agent import key_values, make_span
-
-Client = TestClient[web.Request, web.Application]
 
 ATTACK = 100_000
 BATCH = 10_000
@@ -57,11 +53,6 @@ async def echo_payload(conversation: Conversation) -> ScoreResult:
 def minimal(conversation_id: str, agent: str, **extra: Any) -> dict[str, Any]:
     messages = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
     return {"id": conversation_id, "agent": agent, "messages": messages, **extra}
-
-
-def sample(client: Client, name: str, **labels: str) -> float:
-    registry: CollectorRegistry = client.app[REGISTRY]
-    return registry.get_sample_value(name, labels) or 0.0
 
 
 async def series(client: Client) -> set[str]:
@@ -132,7 +123,6 @@ def otlp_export(first: int, count: int) -> bytes:
     return b"".join(entries)
 
 
-MakeClient = Callable[..., Awaitable[Client]]
 ECHO = {"type": "plugin", "name": "hostile", "path": "tests.test_cardinality:echo_payload"}
 
 

@@ -14,21 +14,16 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient
 from google.rpc.status_pb2 import Status
-from prometheus_client import CollectorRegistry
 
 from exporter.config import Config
 from exporter.ingest.decode import MAX_ERROR_CHARS
 from exporter.ingest.http import MAX_LISTED_REJECTIONS
 from exporter.web import create_app
-from exporter.web.keys import PIPELINE, REGISTRY
+from exporter.web.keys import PIPELINE
 from tests.conftest import conversation
+from tests.support.app import Client, sample
 from tests.support.fake_agent import export_request, make_span
-
-Client = TestClient[web.Request, web.Application]
-MakeClient = Callable[..., Awaitable[Client]]
 
 MAX_BODY = 64 << 10
 MAX_ITEMS = 8
@@ -80,11 +75,6 @@ async def assert_serving(client: Client) -> None:
     response = await client.post("/v1/conversations", json=conversation(id=f"ok-{next(_serial)}"))
     assert response.status == 202
     assert (await response.json())["accepted"] == 1
-
-
-def sample(client: Client, name: str, **labels: str) -> float:
-    registry: CollectorRegistry = client.app[REGISTRY]
-    return registry.get_sample_value(name, labels) or 0.0
 
 
 def nested(depth: int) -> str:

@@ -4,42 +4,15 @@ from __future__ import annotations
 
 import gzip
 import json
-from collections.abc import Awaitable, Callable
-from typing import Any
 
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient
-from prometheus_client import CollectorRegistry
 
-from exporter.config import Config
-from exporter.web import create_app
-from exporter.web.keys import PIPELINE, REGISTRY, STATE
+from exporter.web.keys import PIPELINE, STATE
 from tests.conftest import conversation
-
-Client = TestClient[web.Request, web.Application]
-MakeClient = Callable[..., Awaitable[Client]]
+from tests.support.app import Client, MakeClient, sample
 
 ALL = {"sampling": {"base_rate": 1.0}}
 NONE = {"sampling": {"base_rate": 0.0, "boost_rate": 0.0, "daily_budget": {"min_samples": 0}}}
-
-
-@pytest.fixture
-def client_for(
-    aiohttp_client: Callable[..., Awaitable[Client]], make_config: Callable[..., Config]
-) -> MakeClient:
-    """Start the real app for a config made of the given sections."""
-
-    async def start(**sections: Any) -> Client:
-        return await aiohttp_client(create_app(make_config(**sections)))
-
-    return start
-
-
-def sample(client: Client, name: str, **labels: str) -> float:
-    """Read one sample from the app's own registry (0 when absent)."""
-    registry: CollectorRegistry = client.app[REGISTRY]
-    return registry.get_sample_value(name, labels) or 0.0
 
 
 async def settle(client: Client) -> None:

@@ -5,12 +5,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient
 from google.protobuf import json_format
 from google.rpc.status_pb2 import Status
 from opentelemetry.exporter.otlp.json.http.trace_exporter import (
@@ -24,9 +22,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from prometheus_client import CollectorRegistry
 
-from exporter.config import Config
-from exporter.web import create_app
 from exporter.web.keys import PIPELINE, REGISTRY, STATE
+from tests.support.app import Client, MakeClient, sample
 from tests.support.fake_agent import (
     Convention,
     FakeAgent,
@@ -38,31 +35,10 @@ from tests.support.fake_agent import (
     scripts,
 )
 
-Client = TestClient[web.Request, web.Application]
-MakeClient = Callable[..., Awaitable[Client]]
-
 ALL = {"sampling": {"base_rate": 1.0}}
 PROTOBUF = {"Content-Type": "application/x-protobuf"}
 JSON = {"Content-Type": "application/json"}
 SUCCESS = SpanExportResult.SUCCESS
-
-
-@pytest.fixture
-def client_for(
-    aiohttp_client: Callable[..., Awaitable[Client]], make_config: Callable[..., Config]
-) -> MakeClient:
-    """Start the real app for a config made of the given sections."""
-
-    async def start(**sections: Any) -> Client:
-        return await aiohttp_client(create_app(make_config(**sections)))
-
-    return start
-
-
-def sample(client: Client, name: str, **labels: str) -> float:
-    """Read one sample from the app's own registry (0 when absent)."""
-    registry: CollectorRegistry = client.app[REGISTRY]
-    return registry.get_sample_value(name, labels) or 0.0
 
 
 def quality(client: Client) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

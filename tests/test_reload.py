@@ -11,19 +11,15 @@ from typing import Any
 
 import pytest
 import yaml
-from aiohttp import web
-from aiohttp.test_utils import TestClient
-from prometheus_client import CollectorRegistry
 
 from exporter.config import load_config
 from exporter.scoring import judge
 from exporter.web import create_app
-from exporter.web.keys import METRICS, PIPELINE, REGISTRY, STATE
+from exporter.web.keys import METRICS, PIPELINE, STATE
 from exporter.web.reload import reload_config
 from tests.conftest import conversation
+from tests.support.app import Client, sample
 from tests.support.daemon import running_daemon
-
-Client = TestClient[web.Request, web.Application]
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "two-judges.yml"
 NONE_SAMPLED = {"base_rate": 0.0, "boost_rate": 0.0, "daily_budget": {"min_samples": 0}}
@@ -32,11 +28,6 @@ NONE_SAMPLED = {"base_rate": 0.0, "boost_rate": 0.0, "daily_budget": {"min_sampl
 def write(path: Path, document: dict[str, Any]) -> Path:
     path.write_text(yaml.safe_dump(document))
     return path
-
-
-def sample(client: Client, name: str, **labels: str) -> float:
-    registry: CollectorRegistry = client.app[REGISTRY]
-    return registry.get_sample_value(name, labels) or 0.0
 
 
 @pytest.fixture
