@@ -112,7 +112,7 @@ async def _scoring(app: web.Application) -> AsyncIterator[None]:
     expiry = asyncio.create_task(_expire_periodically(intake), name="late-buffer-expiry")
     state.started = True
     yield
-    grace = state.begin_drain(app[CONFIG].pipeline.drain_grace_period)
+    grace = state.begin_drain(state.config.pipeline.drain_grace_period)  # reloadable
     expiry.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await expiry
@@ -171,7 +171,7 @@ def _ssl_context(config: Config) -> ssl.SSLContext | None:
 
 async def _drain(app: web.Application) -> None:
     """Refuse ingest and wait for the queue while the listener still serves /metrics."""
-    grace = app[STATE].begin_drain(app[CONFIG].pipeline.drain_grace_period)
+    grace = app[STATE].begin_drain(app[STATE].config.pipeline.drain_grace_period)
     log.info("draining the scoring queue for up to %gs", grace)
     started = time.monotonic()
     drained = await app[PIPELINE].drain(grace)
