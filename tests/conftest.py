@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -11,6 +11,7 @@ import pytest
 from exporter.config import Config, parse_config
 from exporter.web import create_app
 from tests.support.app import Client, MakeClient
+from tests.support.fake_openai import FakeOpenAI, running_fake_openai
 
 EXAMPLE_CONVERSATION: dict[str, Any] = {
     "id": "c-7f3a",
@@ -62,3 +63,17 @@ def client_for(
         return await aiohttp_client(create_app(make_config(**sections)))
 
     return start
+
+
+@pytest.fixture(scope="module")
+def fake_server() -> Iterator[FakeOpenAI]:
+    """A real OpenAI-compatible server process on loopback, one per test module."""
+    with running_fake_openai() as server:
+        yield server
+
+
+@pytest.fixture
+def fake(fake_server: FakeOpenAI) -> FakeOpenAI:
+    """The module's fake judge server, reset to answer normally."""
+    fake_server.reset()
+    return fake_server

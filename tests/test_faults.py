@@ -15,18 +15,17 @@ import itertools
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.logs import Throttle
 from tests.conftest import conversation
 from tests.support.daemon import Daemon, free_port, running_daemon
-from tests.support.fake_openai import FakeOpenAI, running_fake_openai
+from tests.support.fake_openai import FakeOpenAI
 from tests.test_daemon import wait_for
 
 #: An agent from the config and one that is not (labelled ``other``).
@@ -237,18 +236,6 @@ def judged_config(base_url: str, **judge: Any) -> dict[str, Any]:
             {"type": "llm_judge", "name": "judge", "judge": "grader", "dimension": "coherence"},
         ],
     }
-
-
-@pytest.fixture(scope="module")
-def fake_server() -> Iterator[FakeOpenAI]:
-    with running_fake_openai() as server:
-        yield server
-
-
-@pytest.fixture
-def fake(fake_server: FakeOpenAI) -> FakeOpenAI:
-    fake_server.reset()
-    return fake_server
 
 
 def judge_runs(scrape: Scrape) -> dict[str, float]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -16,22 +16,10 @@ from exporter.scoring.judge import JudgeFailed, judge_client
 from exporter.web import create_app
 from exporter.web.keys import CONFIG, METRICS, PIPELINE, REGISTRY
 from tests.conftest import conversation
-from tests.support.fake_openai import FakeOpenAI, running_fake_openai
+from tests.support.fake_openai import FakeOpenAI
 
 Client = TestClient[web.Request, web.Application]
 FIRST, SECOND = "judge-a", "judge-b"
-
-
-@pytest.fixture(scope="module")
-def fake_server() -> Iterator[FakeOpenAI]:
-    with running_fake_openai() as server:
-        yield server
-
-
-@pytest.fixture
-def fake(fake_server: FakeOpenAI) -> FakeOpenAI:
-    fake_server.reset()
-    return fake_server
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import msgspec
@@ -19,21 +19,9 @@ from exporter.scoring import build_scorers
 from exporter.scoring.judge import CONFIRMED_FLAG, JudgeConfirmer, build_confirmers
 from exporter.types import Evaluation
 from tests.conftest import conversation
-from tests.support.fake_openai import FakeOpenAI, running_fake_openai
+from tests.support.fake_openai import FakeOpenAI
 
 FIRST, SECOND = "judge-a", "judge-b"
-
-
-@pytest.fixture(scope="module")
-def fake_server() -> Iterator[FakeOpenAI]:
-    with running_fake_openai() as server:
-        yield server
-
-
-@pytest.fixture
-def fake(fake_server: FakeOpenAI) -> FakeOpenAI:
-    fake_server.reset()
-    return fake_server
 
 
 def two_judges_document(fake: FakeOpenAI, **confirmation: Any) -> dict[str, Any]:
