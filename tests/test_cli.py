@@ -68,3 +68,13 @@ class TestComponents:
         code, _, err = call("run", "--config.file", str(path), "--web.listen-address=127.0.0.1:0")
         assert code == 2
         assert "no_such_module_xyz" in err
+
+
+class TestTls:
+    def test_tls_needs_both_files(self, tmp_path: Path) -> None:
+        """A certificate without a key is a config error naming $.server.tls."""
+        path = tmp_path / "c.yml"
+        path.write_text(f"server:\n  tls:\n    cert_file: {path}\n")
+        code, _, err = call("check-config", "--config.file", str(path))
+        assert code == 2
+        assert "$.server.tls" in err

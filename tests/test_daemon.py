@@ -191,16 +191,3 @@ class TestTls:
             # Plain HTTP to the TLS port: the server hangs up (URLError or a reset, both OSError).
             with pytest.raises(OSError):
                 urllib.request.urlopen(f"http://127.0.0.1:{daemon.port}/-/healthy", timeout=5)
-
-    def test_tls_needs_both_files(self, tmp_path: Path) -> None:
-        """A certificate without a key is a config error naming $.server.tls."""
-        path = tmp_path / "c.yml"
-        path.write_text(f"server:\n  tls:\n    cert_file: {path}\n")
-        result = subprocess.run(
-            ["python", "-m", "exporter", "check-config", f"--config.file={path}"],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        assert result.returncode == 2
-        assert "$.server.tls" in result.stderr

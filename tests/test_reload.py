@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import signal
-import time
-import urllib.request
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -20,6 +18,7 @@ from exporter.web.reload import reload_config
 from tests.conftest import conversation
 from tests.support.app import Client, sample
 from tests.support.daemon import running_daemon
+from tests.test_daemon import scrape, wait_for
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "two-judges.yml"
 NONE_SAMPLED = {"base_rate": 0.0, "boost_rate": 0.0, "daily_budget": {"min_samples": 0}}
@@ -132,19 +131,11 @@ class TestSignal:
             (path,) = tmp_path.glob("config-*.yml")
             write(path, {"agents": ["support-bot", "search-bot"]})
             daemon.process.send_signal(signal.SIGHUP)
-            wait_for_metric(daemon.url, 'agent_quality_conversations_total{agent="search-bot"}')
+            new_agent = 'agent_quality_conversations_total{agent="search-bot"}'
+            wait_for(lambda: new_agent in scrape(daemon.url))
             path.write_text("agents: [oops\n")
             daemon.process.send_signal(signal.SIGHUP)
-            wait_for_metric(daemon.url, "agent_quality_config_last_reload_successful 0.0")
+            failed = "agent_quality_config_last_reload_successful 0.0"
+            wait_for(lambda: failed in scrape(daemon.url))
             assert daemon.process.poll() is None
             assert "reload failed" in daemon.log()
-
-
-def wait_for_metric(url: str, text: str, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with urllib.request.urlopen(f"{url}/metrics", timeout=5) as response:
-            if text in response.read().decode():
-                return
-        time.sleep(0.1)
-    raise AssertionError(f"{text!r} not in /metrics within {timeout}s")
