@@ -116,12 +116,6 @@ class ServerConfig:
     max_batch_items: int
     tls: TlsConfig | None = None
 
-    @property
-    def listen_address(self) -> str:
-        """Return ``HOST:PORT`` as configured."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
-
 
 @dataclass(frozen=True, slots=True)
 class SamplingConfig:

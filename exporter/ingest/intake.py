@@ -82,10 +82,6 @@ class Intake:
         self._use_agents(config)
         self._sampler.reconfigure(config.sampling)
 
-    def agent_label(self, agent: str) -> str:
-        """Return the label value for an agent name: itself if configured, else ``other``."""
-        return self._labels.get(agent, OTHER_AGENT)
-
     def accept(self, items: Iterable[tuple[Conversation, bytes]]) -> Counts:
         """Take decoded conversations (with their raw JSON) and route each one."""
         counts = Counts()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 
 from aiohttp import web
@@ -60,8 +59,3 @@ def bearer_auth(token: str, *, protected: tuple[str, ...]) -> web.middleware:  #
         return await handler(request)
 
     return middleware
-
-
-def dumps(value: object) -> str:
-    """Serialise compactly (aiohttp's default adds spaces)."""
-    return json.dumps(value, separators=(",", ":"))
