@@ -141,11 +141,9 @@ def _build_components(config: Config) -> None:
     from prometheus_client import CollectorRegistry
 
     from exporter.metrics import Metrics
-    from exporter.scoring import build_scorers, judge
+    from exporter.web.app import build_scoring
 
-    metrics = Metrics(config, CollectorRegistry())
-    build_scorers(config, metrics=metrics)
-    judge.build_confirmers(config, metrics=metrics)
+    build_scoring(config, metrics=Metrics(config, CollectorRegistry()))
 
 
 def _generate(config: Config, args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
