@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import gzip
 import json
+from typing import Any
 
 import pytest
+from aiohttp import web
 
+from exporter.web.guard import json_errors
 from exporter.web.keys import PIPELINE, STATE
 from tests.conftest import conversation
 from tests.support.app import Client, MakeClient, sample
@@ -180,6 +183,35 @@ class TestErrors:
         response = await client.get("/nope")
         assert response.status == 404
         assert (await response.json())["error"] == "Not Found"
+
+    async def test_wrong_method_is_json_405_with_allow(self, client_for: MakeClient) -> None:
+        """A known path asked with a method it does not take says which methods it does."""
+        client = await client_for()
+        response = await client.get("/v1/conversations")
+        assert response.status == 405
+        assert response.headers["Allow"] == "POST"
+        assert (await response.json())["error"] == "Method Not Allowed"
+        response = await client.delete("/metrics")
+        assert response.status == 405
+        assert response.headers["Allow"] == "GET,HEAD"
+        assert (await client.head("/metrics")).status == 200
+
+    async def test_bug_in_a_handler_is_a_logged_json_500(
+        self, aiohttp_client: Any, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A handler that raises answers 500 with the error shape, and the cause is logged."""
+
+        async def broken(request: web.Request) -> web.Response:
+            raise KeyError("bug")
+
+        app = web.Application()
+        app.router.add_get("/broken", json_errors(broken))
+        client = await aiohttp_client(app)
+        response = await client.get("/broken")
+        assert response.status == 500
+        assert (await response.json())["error"] == "internal error"
+        assert "unhandled error on GET /broken" in caplog.text
+        assert "KeyError" in caplog.text
 
     async def test_daemon_keeps_serving_after_bad_input(self, client_for: MakeClient) -> None:
         """After a string of bad requests a good one still goes through."""

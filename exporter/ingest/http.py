@@ -10,8 +10,8 @@ from aiohttp import web
 from exporter.exceptions import InvalidPayload, PayloadTooLarge
 from exporter.ingest.decode import Batch, invalid_utf8, shorten, split_json, split_ndjson
 from exporter.model import decode_feedback
+from exporter.web.guard import error_body
 from exporter.web.keys import CONFIG, INTAKE, METRICS, STATE
-from exporter.web.middleware import error_body
 
 __all__ = ["feedback", "ingest_conversations", "read_body"]
 

@@ -1,4 +1,4 @@
-"""The aiohttp application: factory, lifecycle, middlewares and the small pages."""
+"""The aiohttp application: factory, lifecycle, route guards and the small pages."""
 
 from exporter.web.app import create_app, serve
 from exporter.web.keys import CONFIG, INTAKE, METRICS, PIPELINE, STATE, AppState

@@ -18,6 +18,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from prometheus_client import CollectorRegistry
 from prometheus_client.aiohttp import make_aiohttp_handler
 
@@ -32,8 +33,8 @@ from exporter.sampling import LateSignalBuffer, Sampler
 from exporter.scoring import build_scorers, judge
 from exporter.types import Confirmer, Scorer
 from exporter.web import pages
+from exporter.web.guard import bearer_auth, json_errors, no_route
 from exporter.web.keys import CONFIG, INTAKE, METRICS, PIPELINE, REGISTRY, STATE, AppState
-from exporter.web.middleware import bearer_auth, json_errors
 from exporter.web.reload import reload_config
 from exporter.web.status import STATUS, StatusBoard
 
@@ -77,27 +78,41 @@ def create_app(
         ),
         pipeline=pipeline,
     )
-    middlewares = [json_errors]
-    token = config.server.auth.bearer_token
-    if token is not None:
-        protected = ("/v1/", "/metrics") if config.server.auth.protect_metrics else ("/v1/",)
-        middlewares.append(bearer_auth(token, protected=protected))
-    app = web.Application(client_max_size=config.server.max_body_bytes, middlewares=middlewares)
+    app = web.Application(client_max_size=config.server.max_body_bytes)
     app[CONFIG], app[METRICS], app[REGISTRY] = config, metrics, registry
     app[INTAKE], app[PIPELINE], app[STATE] = intake, pipeline, AppState(config)
     app[STATUS] = status
-    app.router.add_post("/v1/conversations", ingest_http.ingest_conversations)
-    app.router.add_post("/v1/feedback", ingest_http.feedback)
-    app.router.add_get("/metrics", make_aiohttp_handler(registry))
-    app.router.add_get("/-/healthy", pages.healthy)
-    app.router.add_get("/-/ready", pages.ready)
-    app.router.add_get("/openapi.json", pages.openapi)
-    app.router.add_get("/", pages.landing)
     app.cleanup_ctx.append(_scoring)
     # After _scoring: contexts exit in reverse, so spans still buffered at shutdown are handed
     # to a pipeline that is still running.
-    otlp.setup(app, config=config, intake=intake, metrics=metrics)
+    traces = otlp.setup(app, config=config, intake=intake, metrics=metrics)
+    _add_routes(app, config, traces=traces, metrics_page=make_aiohttp_handler(registry))
     return app
+
+
+def _add_routes(
+    app: web.Application, config: Config, *, traces: Handler, metrics_page: Handler
+) -> None:
+    """Route every path, each handler wrapped for JSON errors and, where protected, auth."""
+    auth = config.server.auth
+    protect = bearer_auth(auth.bearer_token) if auth.bearer_token is not None else None
+    routes: list[tuple[str, str, Handler, bool]] = [  # method, path, handler, needs the token
+        ("POST", "/v1/conversations", ingest_http.ingest_conversations, True),
+        ("POST", "/v1/feedback", ingest_http.feedback, True),
+        ("POST", "/v1/traces", traces, True),
+        ("GET", "/metrics", metrics_page, auth.protect_metrics),
+        ("GET", "/-/healthy", pages.healthy, False),
+        ("GET", "/-/ready", pages.ready, False),
+        ("GET", "/openapi.json", pages.openapi, False),
+        ("GET", "/", pages.landing, False),
+    ]
+    for method, path, handler, protected in routes:
+        if protect is not None and protected:
+            handler = protect(handler)
+        add = app.router.add_get if method == "GET" else app.router.add_post  # GET adds HEAD
+        add(path, json_errors(handler))
+    # Last: what no route above takes gets a JSON 404 or 405 instead of aiohttp's plain text.
+    app.router.add_route("*", "/{path:.*}", no_route)
 
 
 def build_scoring(config: Config, *, metrics: Metrics) -> tuple[list[Scorer], list[Confirmer]]:

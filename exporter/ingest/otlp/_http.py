@@ -14,6 +14,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from exporter.config.model import Config
 from exporter.exceptions import InvalidPayload
@@ -92,16 +93,18 @@ def _status(status: int, code: int, message: str, encoding: str) -> web.Response
     return web.Response(status=status, body=payload, content_type=encoding)
 
 
-def setup(app: web.Application, *, config: Config, intake: Intake, metrics: Metrics) -> None:
-    """Add ``POST /v1/traces`` and the background completion of idle conversations to ``app``.
+def setup(app: web.Application, *, config: Config, intake: Intake, metrics: Metrics) -> Handler:
+    """Add the background completion of idle conversations to ``app``; return the handler.
+
+    The caller routes ``POST /v1/traces`` to the handler, with the wrappers of its other routes.
 
     Call it after the scoring pipeline's ``cleanup_ctx`` is registered: contexts exit in
     reverse order, so what is left in the buffer at shutdown reaches a running pipeline.
     """
     # Imported here: exporter.web imports the app factory, which imports this package.
     from exporter.ingest.http import read_body
+    from exporter.web.guard import error_body
     from exporter.web.keys import STATE
-    from exporter.web.middleware import error_body
 
     receiver = TraceReceiver(config=config.otlp, intake=intake, metrics=metrics)
 
@@ -118,7 +121,6 @@ def setup(app: web.Application, *, config: Config, intake: Intake, metrics: Metr
         error_body=error_body,
     )
     app[RECEIVER] = receiver
-    app.router.add_post("/v1/traces", endpoint.handle)
     interval = min(MAX_SWEEP_INTERVAL, config.otlp.idle_timeout / 4)
 
     async def completion(app: web.Application) -> AsyncIterator[None]:
@@ -133,6 +135,7 @@ def setup(app: web.Application, *, config: Config, intake: Intake, metrics: Metr
         receiver.flush()
 
     app.cleanup_ctx.append(completion)
+    return endpoint.handle
 
 
 async def _complete_periodically(
