@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from exporter.sampling import rate_threshold, stable_hash
 from exporter.web.guard import json_errors
 from exporter.web.keys import PIPELINE, STATE
 from tests.conftest import conversation
@@ -283,11 +284,43 @@ class TestFeedback:
         assert sample(client, "agent_quality_sampled_total", agent="support-bot", reason="boost")
 
     async def test_unknown_id(self, client_for: MakeClient) -> None:
-        """Feedback for an id the daemon no longer holds is accepted and counted as unknown."""
+        """Feedback for an id the daemon does not hold (one a signal could boost) is unknown."""
         client = await client_for()
-        response = await client.post("/v1/feedback", json={"id": "nope", "signals": {}})
+        response = await client.post("/v1/feedback", json={"id": "c-7f3a", "signals": {}})
         assert (await response.json())["outcome"] == "unknown"
         assert sample(client, "agent_quality_feedback_total", outcome="unknown") == 1
+
+    async def test_outside_the_boost_band_nothing_is_kept(self, client_for: MakeClient) -> None:
+        """An id no signal could boost is not sampled at once, and its feedback says so."""
+        client = await client_for(sampling={"daily_budget": {"min_samples": 0}})
+        above = next(f"o{i}" for i in range(100) if stable_hash(f"o{i}") >= rate_threshold(0.25))
+        response = await client.post("/v1/conversations", json=conversation(id=above))
+        assert await response.json() == {"accepted": 1, "sampled": 0, "dropped": 0}
+        assert sample(client, "agent_quality_late_buffer_conversations") == 0
+        assert sample(client, "agent_quality_not_sampled_total", agent="support-bot") == 1
+        response = await client.post(
+            "/v1/feedback", json={"id": above, "signals": {"user_thumbs_down": True}}
+        )
+        assert (await response.json())["outcome"] == "not_sampled"
+        assert sample(client, "agent_quality_not_sampled_total", agent="support-bot") == 1
+
+    async def test_signal_that_does_not_boost_keeps_it_waiting(
+        self, client_for: MakeClient
+    ) -> None:
+        """A non-trigger signal leaves an in-band conversation in the buffer for another."""
+        client = await client_for(sampling={"daily_budget": {"min_samples": 0}})
+        await client.post("/v1/conversations", json=conversation())  # c-7f3a, in the band
+        assert sample(client, "agent_quality_late_buffer_conversations") == 1
+        response = await client.post(
+            "/v1/feedback", json={"id": "c-7f3a", "signals": {"user_thumbs_up": True}}
+        )
+        assert (await response.json())["outcome"] == "not_sampled"
+        assert sample(client, "agent_quality_late_buffer_conversations") == 1
+        response = await client.post(
+            "/v1/feedback", json={"id": "c-7f3a", "signals": {"escalation_requested": True}}
+        )
+        assert (await response.json())["outcome"] == "sampled"
+        assert sample(client, "agent_quality_late_buffer_conversations") == 0
 
     async def test_invalid_feedback_is_400(self, client_for: MakeClient) -> None:
         """Feedback without signals is refused with the reason."""

@@ -277,6 +277,43 @@ class TestRates:
         assert sampler.decide(make_conversation(above, signals=thumbs_down)).reason is None
 
 
+class TestPromotable:
+    """Which unsampled conversations a late signal could still get sampled."""
+
+    def test_only_the_untriggered_boost_band_is_promotable(self) -> None:
+        """Inside [base, boost) without a trigger: promotable; above boost: final."""
+        sampler = Sampler(make_config())
+        template = make_conversation()
+        base, boost = rate_threshold(0.05), rate_threshold(0.25)
+        seen = Counter()
+        for cid in (f"p{i}" for i in range(20_000)):
+            h = stable_hash(cid)
+            verdict = sampler.decide(msgspec.structs.replace(template, id=cid))
+            band = "base" if h < base else "band" if h < boost else "above"
+            seen[band, verdict.reason, verdict.promotable] += 1
+            assert sampler.can_promote(cid) is (h < boost)
+        assert set(seen) == {("base", "base", False), ("band", None, True), ("above", None, False)}
+
+    def test_nothing_is_promotable_without_trigger_signals(self) -> None:
+        """Late signals only add signals: with none configured as a trigger, none can boost."""
+        sampler = Sampler(make_config(trigger_signals=frozenset()))
+        ids = [f"q{i}" for i in range(5000)]
+        assert not any(sampler.decide(make_conversation(cid)).promotable for cid in ids)
+        assert not any(sampler.can_promote(cid) for cid in ids)
+
+    def test_min_fill_pace_met_keeps_the_band(self) -> None:
+        """With min-fill on and its pace met, an in-band miss is still promotable."""
+        noon = utc("2026-11-26T12:00:00+00:00")
+        sampler = Sampler(make_config(min_daily_samples=2), clock=lambda: noon)
+        hashes = {cid: stable_hash(cid) for cid in (f"m{i}" for i in range(1000))}
+        band = [c for c, h in hashes.items() if rate_threshold(0.05) <= h < rate_threshold(0.25)]
+        above = [c for c, h in hashes.items() if h >= rate_threshold(0.25)]
+        # Behind pace at noon (target 1): the first miss is min-filled, then the pace is met.
+        assert sampler.decide(make_conversation(above[0])).reason == "min_fill"
+        assert sampler.decide(make_conversation(band[0])) == Verdict(None, promotable=True)
+        assert sampler.decide(make_conversation(above[1])) == Verdict(None)
+
+
 class TestVerdict:
     @pytest.mark.parametrize(
         ("reason", "sampled"),

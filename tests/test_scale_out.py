@@ -32,6 +32,7 @@ import pytest
 from exporter.config import parse_config
 from exporter.generate import generate
 from exporter.generate.conventions import Record, window_name
+from exporter.sampling import rate_threshold, stable_hash
 from tests.support.daemon import Daemon, running_daemon
 from tests.support.promstack import Prometheus, running_prometheus
 
@@ -297,8 +298,15 @@ class TestScaleOut:
         assert float(boosted[0]["value"][1]) > 0
 
     def test_feedback_needs_the_replica_that_saw_it(self, scale: ScaleOut) -> None:
-        """A late signal is unknown to the other replica; the right one decides as one would."""
-        assert set(scale.wrong_replica.values()) == {"unknown"}
+        """A late signal is unknown to the other replica; the right one decides as one would.
+
+        Outside the boost band the id alone says no signal can get it scored: every replica
+        answers ``not_sampled`` without having kept it.
+        """
+        boost = rate_threshold(scale_config()["sampling"]["boost_rate"])
+        in_band = {key for key in scale.wrong_replica if stable_hash(key) < boost}
+        assert {scale.wrong_replica[key] for key in in_band} == {"unknown"}
+        assert {v for k, v in scale.wrong_replica.items() if k not in in_band} == {"not_sampled"}
         assert scale.right_replica == scale.single_feedback
         assert set(scale.right_replica.values()) == {"sampled", "not_sampled"}
 

@@ -92,10 +92,14 @@ class Intake:
             usage = conversation.usage
             if usage is not None and usage.cost_usd:
                 self._agent_cost[agent].inc(usage.cost_usd)
-            reason = decide(conversation).reason
+            verdict = decide(conversation)
+            reason = verdict.reason
             if reason is None:
-                for left in late.put(conversation.id, agent, raw):
-                    self._not_sampled[left].inc()
+                if verdict.promotable:  # kept for a while: a late signal may still boost it
+                    for left in late.put(conversation.id, agent, raw):
+                        self._not_sampled[left].inc()
+                else:
+                    self._not_sampled[agent].inc()
             elif submit(conversation, agent, reason):
                 counts.sampled += 1
             else:
@@ -123,6 +127,10 @@ class Intake:
     def _feedback(self, feedback: Feedback) -> str:
         entry = self._late.pop(feedback.id)
         if entry is None:
+            if not self._sampler.can_promote(feedback.id):
+                # Outside the boost band no signal gets a conversation scored, so none of
+                # these is kept: the answer follows from the id alone, in every replica.
+                return "not_sampled"
             # Already sampled, never seen, or aged out of the buffer: nothing left to decide.
             return "unknown"
         agent, raw = entry
@@ -131,11 +139,14 @@ class Intake:
             conversation, signals={**conversation.signals, **feedback.signals}
         )
         # The same decision the conversation would have had with the signal on arrival.
-        reason = self._sampler.decide(conversation).reason
-        if reason is None:
+        verdict = self._sampler.decide(conversation)
+        if verdict.reason is not None:
+            return "sampled" if self._submit(conversation, agent, verdict.reason) else "dropped"
+        if verdict.promotable:  # still in the band: another signal may yet boost it
             self._not_sampled_after(self._late.put(conversation.id, agent, _encode(conversation)))
-            return "not_sampled"
-        return "sampled" if self._submit(conversation, agent, reason) else "dropped"
+        else:
+            self._not_sampled[agent].inc()
+        return "not_sampled"
 
     def _not_sampled_after(self, agents: list[str]) -> None:
         for agent in agents:

@@ -23,10 +23,12 @@ class Verdict(NamedTuple):
 
     ``reason`` is ``base``, ``boost`` or ``min_fill`` when sampled; ``daily_budget`` when the
     conversation would have been sampled but the UTC day's maximum is spent (a counted drop);
-    ``None`` when it is not sampled.
+    ``None`` when it is not sampled. ``promotable`` says, for one not sampled, whether a late
+    signal could still boost it: only those are worth keeping for ``POST /v1/feedback``.
     """
 
     reason: str | None
+    promotable: bool = False
 
     @property
     def sampled(self) -> bool:
@@ -40,6 +42,7 @@ _BOOST = Verdict("boost")
 _MIN_FILL = Verdict("min_fill")
 _BUDGET = Verdict("daily_budget")
 _NOT_SAMPLED = Verdict(None)
+_PROMOTABLE = Verdict(None, promotable=True)
 
 
 class Sampler:
@@ -64,6 +67,8 @@ class Sampler:
         self._base = rate_threshold(config.base_rate)
         self._boost = rate_threshold(config.boost_rate)
         self._signals = tuple(sorted(config.trigger_signals))
+        # Late signals only add signals: with no trigger signal, none can promote anything.
+        self._missed_in_band = _PROMOTABLE if self._signals else _NOT_SAMPLED
         self._tool_error = config.trigger_tool_error
         self._min_tokens = config.trigger_min_total_tokens
         self._min_daily = config.min_daily_samples
@@ -92,10 +97,13 @@ class Sampler:
             verdict = _BASE
         elif h < self._boost and self.has_boost_trigger(conversation):
             verdict = _BOOST
-        elif self._min_daily:
-            verdict = _MIN_FILL
         else:
-            return _NOT_SAMPLED
+            # Not sampled on its own merits. A late signal can change that only inside the
+            # boost band, so only there is the conversation worth keeping for one.
+            missed = self._missed_in_band if h < self._boost else _NOT_SAMPLED
+            if not self._min_daily:
+                return missed
+            verdict = _MIN_FILL
         now = time.time() if self._clock is None else self._clock()
         if not self._day_start <= now < self._day_end:
             self._new_day(now)
@@ -104,11 +112,15 @@ class Sampler:
         if verdict is _MIN_FILL and (
             self._count * _DAY >= self._min_daily * (now - self._day_start)
         ):
-            return _NOT_SAMPLED
+            return missed
         if self._count >= self._max_daily:
             return _BUDGET
         self._count += 1
         return verdict
+
+    def can_promote(self, conversation_id: str) -> bool:
+        """Say whether a late signal could get ``conversation_id`` sampled (if it was not)."""
+        return self._missed_in_band is _PROMOTABLE and stable_hash(conversation_id) < self._boost
 
     def has_boost_trigger(self, conversation: Conversation) -> bool:
         """Say whether any configured boost trigger holds for ``conversation``."""

@@ -151,7 +151,11 @@ def _feedback_response() -> dict[str, Any]:
             "outcome": {"enum": ["sampled", "not_sampled", "dropped", "unknown"]},
         },
     }
-    return {"description": "Applied (or the id is unknown).", "content": _json(outcome)}
+    description = (
+        "Applied. `not_sampled`: the signal does not get it scored (an id outside the boost "
+        "band is never kept); `unknown`: not held (already sampled, never seen, aged out)."
+    )
+    return {"description": description, "content": _json(outcome)}
 
 
 def _otlp(description: str, name: str) -> dict[str, Any]:
