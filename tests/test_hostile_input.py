@@ -500,8 +500,9 @@ class TestBatches:
         self, make_config: Callable[..., Config], aiohttp_client: Any
     ) -> None:
         """The same id twice is two receipts, each accounted for once."""
-        never = {"base_rate": 0.0, "boost_rate": 0.0, "daily_budget": {"min_samples": 0}}
-        client = await aiohttp_client(create_app(make_config(sampling=never)))
+        # Never sampled, always kept for a late signal (every id in the band, no trigger).
+        waiting = {"base_rate": 0.0, "boost_rate": 1.0, "daily_budget": {"min_samples": 0}}
+        client = await aiohttp_client(create_app(make_config(sampling=waiting)))
         batch = [conversation(id="dup")] * 3
         assert (await client.post("/v1/conversations", json=batch)).status == 202
         assert (await client.post("/v1/conversations", json=conversation(id="dup"))).status == 202
