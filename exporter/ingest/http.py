@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
 import msgspec
 from aiohttp import web
 
+from exporter.config.model import ServerConfig
 from exporter.exceptions import InvalidPayload, PayloadTooLarge
 from exporter.ingest.decode import Batch, invalid_utf8, shorten, split_json, split_ndjson
+from exporter.ingest.intake import Counts, Intake
+from exporter.metrics import Metrics
 from exporter.model import decode_feedback
 from exporter.web.guard import error_body
-from exporter.web.keys import CONFIG, INTAKE, METRICS, STATE
 
-__all__ = ["feedback", "ingest_conversations", "read_body"]
+if TYPE_CHECKING:  # exporter.web imports this module through its app factory
+    from exporter.web.keys import AppState
+
+__all__ = ["IngestEndpoints", "read_body"]
 
 _JSON_TYPES = frozenset({"application/json", ""})
 _NDJSON_TYPES = frozenset({"application/x-ndjson", "application/jsonl", "application/ndjson"})
@@ -72,99 +78,118 @@ def _stop_reading(request: web.Request, answer: web.HTTPException) -> None:
     answer.force_close()  # `Connection: close`, so the client does not reuse the connection
 
 
-def _refuse_while_draining(request: web.Request) -> web.Response | None:
-    if request.app[STATE].draining:
-        response = error_body(503, "shutting down", "this replica is draining; retry another")
-        response.headers["Retry-After"] = "5"
-        return response
-    return None
-
-
 def _media_type(request: web.Request) -> str:
     return request.headers.get("Content-Type", "").partition(";")[0].strip().lower()
 
 
-async def ingest_conversations(request: web.Request) -> web.Response:
-    """Take one conversation, a JSON array of them, or NDJSON; answer 202 with counts."""
-    if (refusal := _refuse_while_draining(request)) is not None:
-        return refusal
-    config, metrics = request.app[CONFIG], request.app[METRICS]
-    media_type = _media_type(request)
-    if media_type in _NDJSON_TYPES:
-        split = split_ndjson
-    elif media_type in _JSON_TYPES or media_type.endswith("+json"):
-        split = split_json
-    else:
-        metrics.rejected.labels("conversations", "content_type").inc()
-        return error_body(
-            415,
-            "unsupported content type",
-            f"got {media_type!r}; send application/json or application/x-ndjson",
-        )
-    body = await read_body(request, max_bytes=config.server.max_body_bytes)
-    if not body or body.isspace():  # no copy of a large body just to look
-        metrics.rejected.labels("conversations", "malformed").inc()
-        return error_body(400, "empty body", {"where": "$"})
-    try:
-        batch = split(body, max_items=config.server.max_batch_items)
-    except PayloadTooLarge as error:
-        metrics.rejected.labels("conversations", "too_many_items").inc()
-        return error_body(413, error.message, {"where": error.where})
-    except InvalidPayload as error:
-        metrics.rejected.labels("conversations", "malformed").inc()
-        return error_body(400, error.message, {"where": error.where})
-    return _answer(request, batch)
+def _draining() -> web.Response:
+    response = error_body(503, "shutting down", "this replica is draining; retry another")
+    response.headers["Retry-After"] = "5"
+    return response
 
 
-def _answer(request: web.Request, batch: Batch) -> web.Response:
-    metrics = request.app[METRICS]
-    if batch.rejected:
-        metrics.rejected.labels("conversations", "invalid").inc(len(batch.rejected))
-    listed = [r.as_dict() for r in batch.rejected[:MAX_LISTED_REJECTIONS]]
-    # An empty array is a batch of nothing, not an error: 202 with zero counts.
-    if batch.rejected and not batch.items:
-        first = batch.rejected[0]
-        message = first.error if len(batch) == 1 else "no valid conversation in the request"
-        return error_body(
-            400,
-            message,
-            {"where": first.where, "rejected": listed, "rejected_count": len(batch.rejected)},
+class IngestEndpoints:
+    """The JSON ingest handlers, with what they need from the app bound once.
+
+    Bound at start rather than looked up per request (``request.app[...]`` is three Python
+    calls): the server limits need a restart to change, and the intake reconfigures itself in
+    place on a reload, so nothing bound here goes stale.
+    """
+
+    def __init__(
+        self, *, intake: Intake, metrics: Metrics, server: ServerConfig, state: AppState
+    ) -> None:
+        self._intake = intake
+        self._metrics = metrics
+        self._max_body_bytes = server.max_body_bytes
+        self._max_items = server.max_batch_items
+        self._state = state
+
+    async def conversations(self, request: web.Request) -> web.Response:
+        """Take one conversation, a JSON array of them, or NDJSON; answer 202 with counts."""
+        if self._state.draining:
+            return _draining()
+        media_type = _media_type(request)
+        if media_type in _NDJSON_TYPES:
+            split = split_ndjson
+        elif media_type in _JSON_TYPES or media_type.endswith("+json"):
+            split = split_json
+        else:
+            self._reject("content_type")
+            return error_body(
+                415,
+                "unsupported content type",
+                f"got {media_type!r}; send application/json or application/x-ndjson",
+            )
+        body = await read_body(request, max_bytes=self._max_body_bytes)
+        if not body or body.isspace():  # no copy of a large body just to look
+            self._reject("malformed")
+            return error_body(400, "empty body", {"where": "$"})
+        try:
+            batch = split(body, max_items=self._max_items)
+        except PayloadTooLarge as error:
+            self._reject("too_many_items")
+            return error_body(413, error.message, {"where": error.where})
+        except InvalidPayload as error:
+            self._reject("malformed")
+            return error_body(400, error.message, {"where": error.where})
+        if batch.rejected:
+            return self._answer_partly(batch)
+        return _accepted(self._intake.accept(batch.items))
+
+    def _answer_partly(self, batch: Batch) -> web.Response:
+        """Answer a batch with rejected items: 400 if none is left, else 202 listing them."""
+        rejected = batch.rejected
+        self._reject("invalid", len(rejected))
+        listed = [r.as_dict() for r in rejected[:MAX_LISTED_REJECTIONS]]
+        if not batch.items:
+            first = rejected[0]
+            message = first.error if len(batch) == 1 else "no valid conversation in the request"
+            return error_body(
+                400,
+                message,
+                {"where": first.where, "rejected": listed, "rejected_count": len(rejected)},
+            )
+        return _accepted(
+            self._intake.accept(batch.items), rejected=listed, rejected_count=len(rejected)
         )
-    counts = request.app[INTAKE].accept(batch.items)
+
+    def _reject(self, reason: str, count: int = 1, *, endpoint: str = "conversations") -> None:
+        self._metrics.rejected.labels(endpoint, reason).inc(count)
+
+    async def feedback(self, request: web.Request) -> web.Response:
+        """Take a late signal ``{"id": ..., "signals": {...}}`` for a conversation already sent."""
+        if self._state.draining:
+            return _draining()
+        media_type = _media_type(request)
+        if not (media_type in _JSON_TYPES or media_type.endswith("+json")):
+            self._reject("content_type", endpoint="feedback")
+            return error_body(415, "unsupported content type", f"got {media_type!r}; send JSON")
+        body = await read_body(request, max_bytes=self._max_body_bytes)
+        try:
+            item = decode_feedback(body)
+        except (msgspec.ValidationError, msgspec.DecodeError) as error:
+            detail = shorten(str(error))
+        except UnicodeDecodeError as error:
+            detail = invalid_utf8(error)
+        except RecursionError:  # deep nesting in a field msgspec skips over
+            detail = "JSON nested too deeply"
+        else:
+            outcome = self._intake.feedback(item)
+            return web.json_response({"id": item.id, "outcome": outcome}, status=202)
+        self._reject("invalid", endpoint="feedback")
+        return error_body(400, "invalid feedback", detail)
+
+
+def _accepted(counts: Counts, **rejections: object) -> web.Response:
+    """Return the 202 answer: the request's counts, and its rejected items if any."""
     result: dict[str, object] = {
         "accepted": counts.accepted,
         "sampled": counts.sampled,
         "dropped": counts.dropped,
+        **rejections,
     }
-    if batch.rejected:
-        result["rejected"] = listed
-        result["rejected_count"] = len(batch.rejected)
     # msgspec encodes several times faster than json.dumps: this is on every ingest request.
     return web.Response(
         body=msgspec.json.encode(result), status=202, content_type="application/json"
     )
-
-
-async def feedback(request: web.Request) -> web.Response:
-    """Take a late signal ``{"id": ..., "signals": {...}}`` for a conversation already sent."""
-    if (refusal := _refuse_while_draining(request)) is not None:
-        return refusal
-    metrics = request.app[METRICS]
-    media_type = _media_type(request)
-    if not (media_type in _JSON_TYPES or media_type.endswith("+json")):
-        metrics.rejected.labels("feedback", "content_type").inc()
-        return error_body(415, "unsupported content type", f"got {media_type!r}; send JSON")
-    body = await read_body(request, max_bytes=request.app[CONFIG].server.max_body_bytes)
-    try:
-        item = decode_feedback(body)
-    except (msgspec.ValidationError, msgspec.DecodeError) as error:
-        detail = shorten(str(error))
-    except UnicodeDecodeError as error:
-        detail = invalid_utf8(error)
-    except RecursionError:  # deep nesting in a field msgspec skips over
-        detail = "JSON nested too deeply"
-    else:
-        outcome = request.app[INTAKE].feedback(item)
-        return web.json_response({"id": item.id, "outcome": outcome}, status=202)
-    metrics.rejected.labels("feedback", "invalid").inc()
-    return error_body(400, "invalid feedback", detail)

@@ -24,8 +24,8 @@ from prometheus_client.aiohttp import make_aiohttp_handler
 
 from exporter import dataset
 from exporter.config.model import Config
-from exporter.ingest import http as ingest_http
 from exporter.ingest import otlp
+from exporter.ingest.http import IngestEndpoints
 from exporter.ingest.intake import Intake
 from exporter.metrics import Metrics
 from exporter.pipeline import Pipeline
@@ -86,19 +86,27 @@ def create_app(
     # After _scoring: contexts exit in reverse, so spans still buffered at shutdown are handed
     # to a pipeline that is still running.
     traces = otlp.setup(app, config=config, intake=intake, metrics=metrics)
-    _add_routes(app, config, traces=traces, metrics_page=make_aiohttp_handler(registry))
+    ingest = IngestEndpoints(intake=intake, metrics=metrics, server=config.server, state=app[STATE])
+    _add_routes(
+        app, config, ingest=ingest, traces=traces, metrics_page=make_aiohttp_handler(registry)
+    )
     return app
 
 
 def _add_routes(
-    app: web.Application, config: Config, *, traces: Handler, metrics_page: Handler
+    app: web.Application,
+    config: Config,
+    *,
+    ingest: IngestEndpoints,
+    traces: Handler,
+    metrics_page: Handler,
 ) -> None:
     """Route every path, each handler wrapped for JSON errors and, where protected, auth."""
     auth = config.server.auth
     protect = bearer_auth(auth.bearer_token) if auth.bearer_token is not None else None
     routes: list[tuple[str, str, Handler, bool]] = [  # method, path, handler, needs the token
-        ("POST", "/v1/conversations", ingest_http.ingest_conversations, True),
-        ("POST", "/v1/feedback", ingest_http.feedback, True),
+        ("POST", "/v1/conversations", ingest.conversations, True),
+        ("POST", "/v1/feedback", ingest.feedback, True),
         ("POST", "/v1/traces", traces, True),
         ("GET", "/metrics", metrics_page, auth.protect_metrics),
         ("GET", "/-/healthy", pages.healthy, False),
