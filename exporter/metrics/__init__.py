@@ -3,6 +3,7 @@
 from exporter.metrics._collectors import (
     PREFIX,
     CallbackGauges,
+    HistogramSeries,
     LoopChild,
     LoopCounter,
     ScoreHistograms,
@@ -28,6 +29,7 @@ __all__ = [
     "OTLP_TRIGGERS",
     "PREFIX",
     "CallbackGauges",
+    "HistogramSeries",
     "LoopChild",
     "LoopCounter",
     "Metrics",

@@ -18,6 +18,7 @@ from exporter.config.model import Dimension
 
 __all__ = [
     "CallbackGauges",
+    "HistogramSeries",
     "LoopChild",
     "LoopCounter",
     "LoopHistogram",
@@ -28,7 +29,7 @@ __all__ = [
 PREFIX = "agent_quality"
 
 
-class _Series:
+class HistogramSeries:
     """One histogram series: counts per bucket, sum and sum of squares."""
 
     __slots__ = ("bounds", "counts", "squares", "sum")
@@ -74,16 +75,16 @@ class LoopHistogram(Collector):
         self._documentation = documentation
         self._labelnames = labelnames
         self._bounds = tuple(sorted(buckets))
-        self._children: dict[tuple[str, ...], _Series] = {}
+        self._children: dict[tuple[str, ...], HistogramSeries] = {}
         registry.register(self)
 
-    def labels(self, *values: str) -> _Series:
+    def labels(self, *values: str) -> HistogramSeries:
         """Return the series for these label values, creating it empty."""
         series = self._children.get(values)
         if series is None:
             if len(values) != len(self._labelnames):
                 raise ValueError(f"{self._name} takes labels {self._labelnames}, got {values}")
-            series = self._children[values] = _Series(self._bounds)
+            series = self._children[values] = HistogramSeries(self._bounds)
         return series
 
     def collect(self) -> Iterator[Metric]:
@@ -103,7 +104,7 @@ class ScoreHistograms(Collector):
 
     def __init__(self, agents: Iterable[str], dimensions: Iterable[Dimension]) -> None:
         self._series = {
-            (agent, dimension.name): _Series(dimension.buckets)
+            (agent, dimension.name): HistogramSeries(dimension.buckets)
             for agent in agents
             for dimension in dimensions
         }
@@ -118,7 +119,7 @@ class ScoreHistograms(Collector):
             for agent in agents:
                 series = self._series.get((agent, dimension.name))
                 if series is None or series.bounds != dimension.buckets:
-                    self._series[agent, dimension.name] = _Series(dimension.buckets)
+                    self._series[agent, dimension.name] = HistogramSeries(dimension.buckets)
 
     def observe(self, agent: str, dimension: str, value: float) -> None:
         """Record one score; the caller has checked that both labels are configured."""

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from exporter.config.model import Config
 from exporter.logs import Throttle
-from exporter.metrics import Metrics
+from exporter.metrics import HistogramSeries, LoopChild, Metrics
 from exporter.model import Conversation
 from exporter.types import Closeable, Confirmer, Evaluation, EvaluationSink, Scorer, ScoreResult
 
@@ -38,6 +38,10 @@ class _Job:
     reason: str
 
 
+#: An inline scorer with its ``scorer_duration`` child and its ``evaluations{outcome="ok"}`` one.
+_InlineRun = tuple[Scorer, HistogramSeries, LoopChild]
+
+
 class _Setup:
     """The scorers, confirmers, sinks and limits of one config, with resolved metric children."""
 
@@ -49,6 +53,7 @@ class _Setup:
         confirmers: Sequence[Confirmer],
         sinks: Sequence[EvaluationSink],
     ) -> None:
+        self._metrics = metrics
         # Inline scorers never wait: a task and a timer each would cost more than the check.
         self.inline = tuple(s for s in scorers if getattr(s, "inline", False))
         self.awaiting = tuple(s for s in scorers if not getattr(s, "inline", False))
@@ -64,8 +69,25 @@ class _Setup:
             for s in scorers
             for outcome in _OUTCOMES
         }
+        self._inline_runs: dict[str, tuple[_InlineRun, ...]] = {}
+        for agent in config.agent_labels:
+            self.inline_runs(agent)
         self.active = 0  # evaluations running with this setup
         self.retired = False
+
+    def inline_runs(self, agent: str) -> tuple[_InlineRun, ...]:
+        """Return the inline scorers with their duration and ``ok`` children for ``agent``."""
+        runs = self._inline_runs.get(agent)
+        if runs is None:  # a job queued before a reload removed its agent: resolved once
+            runs = self._inline_runs[agent] = tuple(
+                (s, self.durations[s.name], self.outcome(agent, s.name, "ok")) for s in self.inline
+            )
+        return runs
+
+    def outcome(self, agent: str, scorer: str, outcome: str) -> LoopChild:
+        """Return the ``evaluations`` child of one scorer run's outcome."""
+        key = (agent, scorer, outcome)
+        return self.outcomes.get(key) or self._metrics.evaluations.labels(*key)
 
     def parts(self) -> tuple[object, ...]:
         return (*self.inline, *self.awaiting, *self.confirmers, *self.sinks)
@@ -218,7 +240,7 @@ class Pipeline:
 
     async def _evaluate_with(self, setup: _Setup, job: _Job) -> None:
         evaluation = Evaluation(job.conversation, job.agent, job.reason)
-        results = [await self._run(setup, s, job, inline=True) for s in setup.inline]
+        results = await self._run_inline(setup, job)
         if len(setup.awaiting) == 1:
             results.append(await self._run(setup, setup.awaiting[0], job))
         elif setup.awaiting:
@@ -237,14 +259,27 @@ class Pipeline:
             except Exception:
                 log.exception("sink %r failed on conversation %r", sink, job.conversation.id)
 
-    async def _run(
-        self, setup: _Setup, scorer: Scorer, job: _Job, *, inline: bool = False
-    ) -> ScoreResult | None:
+    async def _run_inline(self, setup: _Setup, job: _Job) -> list[ScoreResult | None]:
+        """Run the inline scorers in turn: no timeout (they never wait) and no frame each."""
+        results: list[ScoreResult | None] = []
+        conversation = job.conversation
+        for scorer, duration, ok in setup.inline_runs(job.agent):
+            started = time.perf_counter()
+            try:
+                results.append(await scorer.score(conversation))
+            except Exception as error:
+                results.append(None)
+                setup.outcome(job.agent, scorer.name, "error").inc()
+                self._log_failure(f"scorer {scorer.name}", f" on {conversation.id!r}", error)
+            else:
+                ok.inc()
+            duration.observe(time.perf_counter() - started)
+        return results
+
+    async def _run(self, setup: _Setup, scorer: Scorer, job: _Job) -> ScoreResult | None:
         started = time.perf_counter()
         outcome = "ok"
         try:
-            if inline:
-                return await scorer.score(job.conversation)
             # asyncio.timeout, unlike wait_for, runs the scorer in this task: no task per call.
             async with asyncio.timeout(setup.timeouts.get(scorer.name, setup.default_timeout)):
                 return await scorer.score(job.conversation)
@@ -255,10 +290,8 @@ class Pipeline:
             self._log_failure(f"scorer {scorer.name}", f" on {job.conversation.id!r}", error)
         finally:
             setup.durations[scorer.name].observe(time.perf_counter() - started)
-            key = (job.agent, scorer.name, outcome)
             # A job queued before a reload may carry an agent the new setup does not list.
-            child = setup.outcomes.get(key) or self._metrics.evaluations.labels(*key)
-            child.inc()
+            setup.outcome(job.agent, scorer.name, outcome).inc()
         return None
 
     async def _confirm(
