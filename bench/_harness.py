@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -145,6 +146,14 @@ class Load:
 
     requests_per_second: float
     cpu_us_per_request: float
+
+
+def median_load(runs: Sequence[Load]) -> Load:
+    """Return the median throughput and the median CPU per request of ``runs``."""
+    return Load(
+        statistics.median(run.requests_per_second for run in runs),
+        statistics.median(run.cpu_us_per_request for run in runs),
+    )
 
 
 def cpu_seconds(pid: int) -> float:
