@@ -40,7 +40,8 @@ from _harness import LOAD_CPU, daemon_args, encoded, free_port, pinned_self, scr
 from exporter.config.loader import default_document
 
 TARGET_MB, FLAT_MB_PER_MIN = 150.0, 1.0
-#: The sampled share: the rest waits in the late-signal buffer, which fills to its bounds.
+#: The sampled share (besides the 1 in 50 boosted): the rest waits in the late-signal buffer,
+#: which fills to its bounds.
 SAMPLED = 0.5
 CONNECTIONS = 16
 
@@ -57,7 +58,9 @@ def config_document(sleep_ms: float) -> dict[str, Any]:
     return {
         "sampling": {
             "base_rate": SAMPLED,
-            "boost_rate": SAMPLED,
+            # Every id in the boost band: a late signal could promote any unsampled one, so
+            # all of them wait in the late-signal buffer (a thumbs-down, 1 in 50, is boosted).
+            "boost_rate": 1.0,
             "daily_budget": {"max_samples": None},
         },
         # A full queue at the end is the point; shutting down need not wait for it.

@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry
 from exporter.config import parse_config
 from exporter.scoring.judge import JudgeFailed, judge_client
 from exporter.web import create_app
-from exporter.web.keys import CONFIG, METRICS, PIPELINE, REGISTRY
+from exporter.web.keys import METRICS, PIPELINE, REGISTRY, STATE
 from tests.conftest import conversation
 from tests.support.fake_openai import FakeOpenAI
 
@@ -196,7 +196,7 @@ class TestShutdown:
         for _ in range(3):
             await ingest_meanwhile(client, count=1)
             assert await client.app[PIPELINE].drain(10)
-        config, metrics = client.app[CONFIG], client.app[METRICS]
+        config, metrics = client.app[STATE].config, client.app[METRICS]
         first = judge_client(config, "first", metrics=metrics)
         second = judge_client(config, "second", metrics=metrics)
         sessions = [first._session, second._session]

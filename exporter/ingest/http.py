@@ -135,6 +135,7 @@ class IngestEndpoints:
             return error_body(400, error.message, {"where": error.where})
         if batch.rejected:
             return self._answer_partly(batch)
+        # An empty array is a batch of nothing, not an error: 202 with zero counts.
         return _accepted(self._intake.accept(batch.items))
 
     def _answer_partly(self, batch: Batch) -> web.Response:

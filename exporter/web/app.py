@@ -34,7 +34,7 @@ from exporter.scoring import build_scorers, judge
 from exporter.types import Confirmer, Scorer
 from exporter.web import pages
 from exporter.web.guard import bearer_auth, json_errors, no_route
-from exporter.web.keys import CONFIG, INTAKE, METRICS, PIPELINE, REGISTRY, STATE, AppState
+from exporter.web.keys import INTAKE, METRICS, PIPELINE, REGISTRY, STATE, AppState
 from exporter.web.reload import reload_config
 from exporter.web.status import STATUS, StatusBoard
 
@@ -79,7 +79,7 @@ def create_app(
         pipeline=pipeline,
     )
     app = web.Application(client_max_size=config.server.max_body_bytes)
-    app[CONFIG], app[METRICS], app[REGISTRY] = config, metrics, registry
+    app[METRICS], app[REGISTRY] = metrics, registry
     app[INTAKE], app[PIPELINE], app[STATE] = intake, pipeline, AppState(config)
     app[STATUS] = status
     app.cleanup_ctx.append(_scoring)

@@ -13,7 +13,7 @@ from exporter.ingest.intake import Intake
 from exporter.metrics import Metrics
 from exporter.pipeline import Pipeline
 
-__all__ = ["CONFIG", "INTAKE", "METRICS", "PIPELINE", "REGISTRY", "STATE", "AppState"]
+__all__ = ["INTAKE", "METRICS", "PIPELINE", "REGISTRY", "STATE", "AppState"]
 
 
 @dataclass(slots=True)
@@ -35,7 +35,6 @@ class AppState:
         return max(0.0, self.drain_deadline - now)
 
 
-CONFIG = web.AppKey("config", Config)
 METRICS = web.AppKey("metrics", Metrics)
 REGISTRY = web.AppKey("registry", CollectorRegistry)
 INTAKE = web.AppKey("intake", Intake)
