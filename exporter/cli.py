@@ -69,6 +69,12 @@ def _parser(stderr: TextIO) -> _Parser:
         metavar="HOST:PORT",
         help="overrides server.listen_address (default 0.0.0.0:10340)",
     )
+    run.add_argument(
+        "--web.enable-lifecycle",
+        dest="lifecycle_api",
+        action="store_true",
+        help="accept POST /-/reload (as SIGHUP does), like Prometheus's flag of the same name",
+    )
     run.add_argument("--log.level", dest="log_level", choices=LEVELS, default="info")
     run.add_argument(
         "--log.format", dest="log_format", choices=("logfmt", "json"), default="logfmt"
@@ -178,7 +184,15 @@ def _run_daemon(config: Config, args: argparse.Namespace, stderr: TextIO) -> int
         host, port = match.group(1).strip("[]"), int(match.group(2))
     log.info("starting agent-quality-exporter %s", __version__)
     try:
-        asyncio.run(serve(config, host=host, port=port, config_file=args.config_file))
+        asyncio.run(
+            serve(
+                config,
+                host=host,
+                port=port,
+                config_file=args.config_file,
+                lifecycle_api=args.lifecycle_api,
+            )
+        )
     except ConfigError as error:  # found while building scorers and judges
         log.error("config error: %s", error)
         return EXIT_USAGE

@@ -18,7 +18,7 @@ from exporter.web.reload import reload_config
 from tests.conftest import conversation
 from tests.support.app import Client, sample
 from tests.support.daemon import running_daemon
-from tests.test_daemon import scrape, wait_for
+from tests.test_daemon import post, scrape, wait_for
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "two-judges.yml"
 NONE_SAMPLED = {"base_rate": 0.0, "boost_rate": 0.0, "daily_budget": {"min_samples": 0}}
@@ -98,6 +98,79 @@ class TestInProcess:
         assert sample(client, "agent_quality_config_last_reload_successful") == 1
 
 
+class TestHttpReload:
+    """``POST /-/reload``: the lifecycle API of Prometheus, for sidecars that cannot signal."""
+
+    async def lifecycle_client(
+        self, aiohttp_client: Callable[..., Awaitable[Client]], path: Path, **enabled: bool
+    ) -> Client:
+        app = create_app(load_config(path), config_file=str(path), **enabled)
+        return await aiohttp_client(app)
+
+    async def test_off_by_default(
+        self, tmp_path: Path, aiohttp_client: Callable[..., Awaitable[Client]]
+    ) -> None:
+        """Without --web.enable-lifecycle the endpoint refuses and says how to turn it on."""
+        path = write(tmp_path / "config.yml", {"agents": ["support-bot"]})
+        client = await self.lifecycle_client(aiohttp_client, path)
+        write(path, {"agents": ["support-bot", "search-bot"]})
+        response = await client.post("/-/reload")
+        assert response.status == 403
+        assert "--web.enable-lifecycle" in (await response.json())["detail"]
+        assert client.app[STATE].config.agents == ("support-bot",)
+
+    async def test_applies_a_valid_file(
+        self, tmp_path: Path, aiohttp_client: Callable[..., Awaitable[Client]]
+    ) -> None:
+        """POST and PUT reload the file the daemon started with and answer its digest."""
+        path = write(tmp_path / "config.yml", {"agents": ["support-bot"]})
+        client = await self.lifecycle_client(aiohttp_client, path, lifecycle_api=True)
+        write(path, {"agents": ["support-bot", "search-bot"]})
+        response = await client.post("/-/reload")
+        assert response.status == 200
+        answer = await response.json()
+        config = client.app[STATE].config
+        assert config.agents == ("support-bot", "search-bot")
+        assert answer == {"status": "reloaded", "source": str(path), "digest": config.digest}
+        assert sample(client, "agent_quality_config_last_reload_successful") == 1
+        write(path, {"agents": ["search-bot"]})
+        assert (await client.put("/-/reload")).status == 200
+        assert client.app[STATE].config.agents == ("search-bot",)
+
+    async def test_refused_file_is_a_500_naming_the_key(
+        self, tmp_path: Path, aiohttp_client: Callable[..., Awaitable[Client]]
+    ) -> None:
+        """A file that does not validate: 500 with where and why; the running config stays."""
+        path = write(tmp_path / "config.yml", {"agents": ["support-bot"]})
+        client = await self.lifecycle_client(aiohttp_client, path, lifecycle_api=True)
+        before = client.app[STATE].config
+        path.write_text("sampling:\n  base_rate: 2\n")
+        response = await client.post("/-/reload")
+        assert response.status == 500
+        body = await response.json()
+        assert body["error"] == "failed to reload config"
+        assert str(path) in body["detail"]
+        assert "$.sampling.base_rate" in body["detail"]
+        assert client.app[STATE].config is before
+        assert sample(client, "agent_quality_config_last_reload_successful") == 0
+
+    async def test_needs_the_token_when_auth_is_on(
+        self,
+        tmp_path: Path,
+        aiohttp_client: Callable[..., Awaitable[Client]],
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """Reloading changes what the daemon does: it takes the ingest token."""
+        monkeypatch.setenv("AQE_TEST_TOKEN", "tok-123")
+        path = write(
+            tmp_path / "config.yml", {"server": {"auth": {"bearer_token_env": "AQE_TEST_TOKEN"}}}
+        )
+        client = await self.lifecycle_client(aiohttp_client, path, lifecycle_api=True)
+        assert (await client.post("/-/reload")).status == 401
+        headers = {"Authorization": "Bearer tok-123"}
+        assert (await client.post("/-/reload", headers=headers)).status == 200
+
+
 class TestJudges:
     async def test_reload_builds_fresh_clients_and_keeps_todays_spend(
         self,
@@ -139,3 +212,13 @@ class TestSignal:
             wait_for(lambda: failed in scrape(daemon.url))
             assert daemon.process.poll() is None
             assert "reload failed" in daemon.log()
+
+    def test_lifecycle_flag_turns_on_post_reload(self, tmp_path: Path) -> None:
+        """--web.enable-lifecycle on the command line: POST /-/reload applies the file."""
+        config: dict[str, Any] = {"agents": ["support-bot"]}
+        with running_daemon(tmp_path, config, extra_args=("--web.enable-lifecycle",)) as daemon:
+            (path,) = tmp_path.glob("config-*.yml")
+            write(path, {"agents": ["support-bot", "search-bot"]})
+            status, answer = post(f"{daemon.url}/-/reload", {})
+            assert (status, answer["status"]) == (200, "reloaded")
+            assert 'agent_quality_conversations_total{agent="search-bot"}' in scrape(daemon.url)

@@ -35,7 +35,7 @@ from exporter.types import Confirmer, Scorer
 from exporter.web import pages
 from exporter.web.guard import bearer_auth, json_errors, no_route
 from exporter.web.keys import INTAKE, METRICS, PIPELINE, REGISTRY, STATE, AppState
-from exporter.web.reload import reload_config
+from exporter.web.reload import reload_config, reload_endpoint
 from exporter.web.status import STATUS, StatusBoard
 
 __all__ = ["build_scoring", "create_app", "serve"]
@@ -51,8 +51,14 @@ def create_app(
     *,
     registry: CollectorRegistry | None = None,
     clock: Callable[[], float] | None = None,
+    config_file: str | None = None,
+    lifecycle_api: bool = False,
 ) -> web.Application:
-    """Build the application for ``config``; workers start with the app and stop with it."""
+    """Build the application for ``config``; workers start with the app and stop with it.
+
+    ``config_file`` is what a reload (SIGHUP, or ``POST /-/reload`` when ``lifecycle_api``)
+    reads; None reloads the embedded default.
+    """
     registry = registry if registry is not None else CollectorRegistry()
     metrics = Metrics(config, registry)
     sink = dataset.build_sink(config, metrics=metrics)
@@ -80,7 +86,8 @@ def create_app(
     )
     app = web.Application(client_max_size=config.server.max_body_bytes)
     app[METRICS], app[REGISTRY] = metrics, registry
-    app[INTAKE], app[PIPELINE], app[STATE] = intake, pipeline, AppState(config)
+    state = AppState(config, config_file=config_file, lifecycle_api=lifecycle_api)
+    app[INTAKE], app[PIPELINE], app[STATE] = intake, pipeline, state
     app[STATUS] = status
     app.cleanup_ctx.append(_scoring)
     # After _scoring: contexts exit in reverse, so spans still buffered at shutdown are handed
@@ -111,14 +118,18 @@ def _add_routes(
         ("GET", "/metrics", metrics_page, auth.protect_metrics),
         ("GET", "/-/healthy", pages.healthy, False),
         ("GET", "/-/ready", pages.ready, False),
+        ("POST", "/-/reload", reload_endpoint, True),
+        ("PUT", "/-/reload", reload_endpoint, True),
         ("GET", "/openapi.json", pages.openapi, False),
         ("GET", "/", pages.landing, False),
     ]
     for method, path, handler, protected in routes:
         if protect is not None and protected:
             handler = protect(handler)
-        add = app.router.add_get if method == "GET" else app.router.add_post  # GET adds HEAD
-        add(path, json_errors(handler))
+        if method == "GET":
+            app.router.add_get(path, json_errors(handler))  # and HEAD
+        else:
+            app.router.add_route(method, path, json_errors(handler))
     # Last: what no route above takes gets a JSON 404 or 405 instead of aiohttp's plain text.
     app.router.add_route("*", "/{path:.*}", no_route)
 
@@ -152,10 +163,17 @@ async def _expire_periodically(intake: Intake) -> None:
         intake.expire()
 
 
-async def serve(config: Config, *, host: str, port: int, config_file: str | None = None) -> None:
+async def serve(
+    config: Config,
+    *,
+    host: str,
+    port: int,
+    config_file: str | None = None,
+    lifecycle_api: bool = False,
+) -> None:
     """Serve until SIGTERM/SIGINT, then drain as described in the module docstring."""
     ssl_context = _ssl_context(config)  # before anything starts: a bad key is a clean exit
-    app = create_app(config)
+    app = create_app(config, config_file=config_file, lifecycle_api=lifecycle_api)
     # keepalive_timeout: run_app's 75 s, not the runner's hour; an idle or half-sent
     # connection must not hold a slot that long.
     runner = web.AppRunner(app, handle_signals=False, access_log=None, keepalive_timeout=75)

@@ -21,6 +21,10 @@ class AppState:
     """The running config (a reload replaces it) and what readiness depends on."""
 
     config: Config
+    #: The file a reload reads (None: the embedded default).
+    config_file: str | None = None
+    #: Whether ``POST /-/reload`` is on (``--web.enable-lifecycle``, as in Prometheus).
+    lifecycle_api: bool = False
     started: bool = False
     draining: bool = False
     #: ``time.monotonic()`` by which draining must end, once it has begun.

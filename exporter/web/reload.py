@@ -1,4 +1,4 @@
-"""SIGHUP: reload the config file in place, as Prometheus does.
+"""SIGHUP or ``POST /-/reload``: reload the config file in place, as Prometheus does.
 
 A valid file takes effect without dropping a connection, a queued conversation or a counter:
 agents, sampling, dimensions, scorers and judges change in place (evaluations already running
@@ -18,10 +18,11 @@ from aiohttp import web
 from exporter.config import Config, load_config
 from exporter.exceptions import ConfigError
 from exporter.scoring import judge
+from exporter.web.guard import error_body
 from exporter.web.keys import INTAKE, METRICS, PIPELINE, STATE
 from exporter.web.status import STATUS
 
-__all__ = ["RESTART_ONLY", "reload_config"]
+__all__ = ["RESTART_ONLY", "reload_config", "reload_endpoint"]
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,34 @@ RESTART_ONLY: dict[str, Callable[[Config], object]] = {
 
 def reload_config(app: web.Application, path: str | None) -> bool:
     """Load ``path`` (None: the embedded default) and apply it; keep the old one if invalid."""
+    return _reload(app, path) is None
+
+
+async def reload_endpoint(request: web.Request) -> web.Response:
+    """``POST /-/reload``: what SIGHUP does, for sidecars that cannot signal the process.
+
+    Off unless the daemon runs with ``--web.enable-lifecycle`` (403), as in Prometheus, which
+    also answers 500 when the file is refused; the running config then stays.
+    """
+    app = request.app
+    state = app[STATE]
+    if not state.lifecycle_api:
+        return error_body(
+            403,
+            "lifecycle API is not enabled",
+            "start the daemon with --web.enable-lifecycle, or send it SIGHUP",
+        )
+    error = _reload(app, state.config_file)
+    if error is not None:
+        return error_body(500, "failed to reload config", str(error))
+    config = state.config
+    return web.json_response(
+        {"status": "reloaded", "source": config.source, "digest": config.digest}
+    )
+
+
+def _reload(app: web.Application, path: str | None) -> ConfigError | None:
+    """Apply ``path`` as described in the module docstring; return why it was refused, if it was."""
     metrics, state = app[METRICS], app[STATE]
     try:
         config = load_config(path)
@@ -54,7 +83,7 @@ def reload_config(app: web.Application, path: str | None) -> bool:
     except ConfigError as error:
         metrics.config_reload_successful.set(0)
         log.error("reload failed, the running config stays: %s", error)
-        return False
+        return error
     app[PIPELINE].reconfigure(config, scorers=scorers, confirmers=confirmers)
     app[INTAKE].reconfigure(config)
     app[STATUS].reconfigure(config)
@@ -62,7 +91,7 @@ def reload_config(app: web.Application, path: str | None) -> bool:
     metrics.config_reload_successful.set(1)
     metrics.config_reload_time.set_to_current_time()
     log.info("reloaded the config from %s (digest %s)", config.source, config.digest)
-    return True
+    return None
 
 
 def _refuse_restart_only(running: Config, loaded: Config) -> None:
