@@ -19,7 +19,7 @@ from exporter.config import Config, parse_config
 from exporter.dataset import DatasetWriter, ReadStats, SelectionPolicy, build_sink, read_records
 from exporter.dataset.dedup import IdFilter
 from exporter.dataset.reader import dataset_files
-from exporter.dataset.segments import ACTIVE_NAME, Segments, trim_torn_tail
+from exporter.dataset.segments import ACTIVE_NAME, Segments, finished_name, trim_torn_tail
 from exporter.metrics import Metrics
 from exporter.model import decode_conversation
 from exporter.types import Evaluation
@@ -384,6 +384,83 @@ class TestRotation:
         segments.close()
 
 
+class TestRetention:
+    """Finished files are deleted, oldest first, past the byte or age bound; never current."""
+
+    @staticmethod
+    def finished(directory: Path, sizes: list[int], *, start: float = 1_800_000_000.0) -> Path:
+        """Write one finished file per size, opened a day apart from ``start``."""
+        directory.mkdir()
+        for day, size in enumerate(sizes):
+            path = directory / finished_name(start + day * 86400)
+            path.write_bytes(b"x" * (size - 1) + b"\n")
+        return directory
+
+    def test_byte_bound_counts_the_current_file(self, tmp_path: Path) -> None:
+        """Over the bound, the oldest finished files go until the directory fits."""
+        directory = self.finished(tmp_path / "ds", [4000, 4000, 4000])
+        segments = Segments(directory, max_bytes=1 << 20, max_age=3600, retention_bytes=9000)
+        segments.open()
+        segments.append([b"y" * 1999 + b"\n"])  # 14,000 bytes in all
+        assert segments.enforce_retention() == 2
+        kept = sorted(p.name for p in directory.iterdir() if p.suffix == ".jsonl")
+        assert kept == [ACTIVE_NAME, finished_name(1_800_000_000.0 + 2 * 86400)]
+        assert segments.enforce_retention() == 0  # 6,000 bytes: within the bound
+        segments.close()
+
+    def test_current_file_is_never_deleted(self, tmp_path: Path) -> None:
+        """A current file alone over the bound stays: it is still being written."""
+        directory = self.finished(tmp_path / "ds", [4096])
+        segments = Segments(directory, max_bytes=1 << 20, max_age=3600, retention_bytes=4096)
+        segments.open()
+        segments.append([b"y" * 8191 + b"\n"])
+        assert segments.enforce_retention() == 1
+        assert [p.name for p in directory.iterdir() if p.suffix == ".jsonl"] == [ACTIVE_NAME]
+        segments.close()
+
+    def test_age_bound_by_opening_time(self, tmp_path: Path) -> None:
+        """Files opened longer than max_age ago go; younger ones and foreign names stay."""
+        start = 1_800_000_000.0
+        directory = self.finished(tmp_path / "ds", [100, 100, 100, 100], start=start)
+        (directory / "feedback-mine.jsonl").write_bytes(b"{}\n")  # sorts after; never dated
+        now = start + 3 * 86400 + 60  # the files were opened 3d, 2d, 1d and 60s ago
+        segments = Segments(
+            directory, max_bytes=1 << 20, max_age=3600, retention_age=1.5 * 86400, clock=lambda: now
+        )
+        segments.open()
+        assert segments.enforce_retention() == 2
+        assert len(dataset_files(directory)) == 3
+        segments.close()
+
+    def test_no_bounds_keep_everything(self, tmp_path: Path) -> None:
+        """With both bounds null nothing is ever deleted."""
+        directory = self.finished(tmp_path / "ds", [100] * 5, start=0.0)
+        segments = Segments(directory, max_bytes=1 << 20, max_age=3600)
+        segments.open()
+        assert segments.enforce_retention() == 0
+        assert len(dataset_files(directory)) == 5
+        segments.close()
+
+    async def test_writer_keeps_the_newest_within_the_bound(
+        self, harness: Callable[..., Harness], tmp_path: Path
+    ) -> None:
+        """The running writer deletes after each rotation, counts it, and keeps the newest."""
+        config = dataset_config(
+            tmp_path / "ds", rotation={"max_bytes": 8192}, retention={"max_bytes": 20000}
+        )
+        h = harness(config)
+        for number in range(40):
+            await h.writer.handle(evaluation(f"c-{number:02d}", content="x" * 400))
+        await h.cycles()
+        directory = tmp_path / "ds"
+        on_disk = sum(p.stat().st_size for p in directory.iterdir() if p.suffix == ".jsonl")
+        assert on_disk <= 20000
+        assert h.value("dataset_deleted_files_total") >= 1
+        kept = sorted(r.id for r in read_records(directory))
+        assert kept[-1] == "c-39"
+        assert kept == [f"c-{n:02d}" for n in range(40 - len(kept), 40)]
+
+
 class TestReader:
     """The reader loads every complete record and skips what a crash left."""
 
@@ -448,6 +525,14 @@ class TestConfig:
         loaded = parse_config({}).dataset
         assert replace(loaded, path=DatasetConfig().path) == DatasetConfig()
 
+    def test_retention_bounds_can_be_turned_off(self) -> None:
+        """null for either bound means no limit of that kind."""
+        dataset = parse_config({"dataset": {"retention": {"max_bytes": None, "max_age": None}}})
+        assert (dataset.dataset.retention_max_bytes, dataset.dataset.retention_max_age) == (
+            None,
+            None,
+        )
+
     def test_relative_path_follows_the_config_file(self, tmp_path: Path) -> None:
         """A relative path is resolved against the config file's directory."""
         config = parse_config({"dataset": {"path": "fb"}}, source=str(tmp_path / "c.yml"))
@@ -467,6 +552,8 @@ class TestConfig:
             ),
             ({"redaction": {"kinds": ["ssn"]}}, "$.dataset.redaction.kinds[0]"),
             ({"rotation": {"max_age": "soon"}}, "$.dataset.rotation.max_age"),
+            ({"retention": {"max_age": "soon"}}, "$.dataset.retention.max_age"),
+            ({"retention": {"max_bytes": 10}}, "$.dataset.retention.max_bytes"),
         ],
     )
     def test_errors_name_the_key(self, section: dict[str, Any], where: str) -> None:

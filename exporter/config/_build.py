@@ -121,6 +121,8 @@ class _Builder:
         # Relative to the config file, as Prometheus resolves rule_files, so the daemon and
         # `export-dataset --config.file` find the same directory from any working directory.
         base = Path.cwd() if self.source.startswith("<") else Path(self.source).parent
+        retention = raw["retention"]
+        max_age = retention["max_age"]
         return DatasetConfig(
             enabled=raw["enabled"],
             path=os.path.abspath(base / raw["path"]),
@@ -134,6 +136,8 @@ class _Builder:
             max_pending_records=raw["max_pending_records"],
             rotate_max_bytes=raw["rotation"]["max_bytes"],
             rotate_max_age=parse_duration(raw["rotation"]["max_age"]),
+            retention_max_bytes=retention["max_bytes"],
+            retention_max_age=None if max_age is None else parse_duration(max_age),
             dedup_max_ids=raw["dedup"]["max_ids"],
             redaction=self.redaction(f"{path}.redaction", raw["redaction"]),
         )

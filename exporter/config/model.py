@@ -248,6 +248,9 @@ class DatasetConfig:
     max_pending_records: int = 10000
     rotate_max_bytes: int = 64 * 1024 * 1024
     rotate_max_age: float = 3600.0
+    #: Finished files are deleted, oldest first, past these (None: no limit).
+    retention_max_bytes: int | None = 1 << 30
+    retention_max_age: float | None = 30 * 86400.0
     dedup_max_ids: int = 100000
     redaction: RedactionConfig = RedactionConfig()
 

@@ -5,7 +5,9 @@ Records are appended to ``current.jsonl``. When it grows past ``max_bytes`` or g
 a consumer that ships ``feedback-*.jsonl`` files never sees one half-written. Each append is one
 ``write`` plus ``fsync``; if it fails part-way the file is truncated back to its last complete
 line. A ``current.jsonl`` left by a crash is trimmed to its last newline and finished on start.
-An advisory lock keeps two daemons from appending to the same directory.
+An advisory lock keeps two daemons from appending to the same directory. Retention deletes
+finished files, oldest first, once the directory outgrows its byte bound or a file's last
+record is older than the age bound; the active file is never deleted.
 
 Synchronous on purpose: the writer thread calls it, never the event loop.
 """
@@ -13,8 +15,10 @@ Synchronous on purpose: the writer thread calls it, never the event loop.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import errno
 import fcntl
+import math
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -26,6 +30,7 @@ __all__ = [
     "Segments",
     "finished_name",
     "is_finished_name",
+    "opened_at",
     "trim_torn_tail",
 ]
 
@@ -50,6 +55,17 @@ def finished_name(opened: float) -> str:
 def is_finished_name(name: str) -> bool:
     """Say whether ``name`` is a finished dataset file."""
     return name.startswith(_PREFIX) and name.endswith(_SUFFIX)
+
+
+def opened_at(name: str) -> float | None:
+    """Return when the finished file ``name`` was opened, or None for a name not ours."""
+    stamp = name.removeprefix(_PREFIX).removesuffix(_SUFFIX)
+    seconds, _, micros = stamp.removesuffix("Z").partition(".")
+    try:
+        opened = dt.datetime.strptime(seconds, "%Y%m%dT%H%M%S").replace(tzinfo=dt.UTC)
+        return opened.timestamp() + int(micros or 0) / 1e6
+    except ValueError:
+        return None
 
 
 def trim_torn_tail(path: Path) -> int:
@@ -87,11 +103,15 @@ class Segments:
         *,
         max_bytes: int,
         max_age: float,
+        retention_bytes: int | None = None,
+        retention_age: float | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.directory = directory
         self._max_bytes = max_bytes
         self._max_age = max_age
+        self._retention_bytes = retention_bytes
+        self._retention_age = retention_age
         self._clock = clock
         self._lock_fd: int | None = None
         self._fd: int | None = None
@@ -185,6 +205,36 @@ class Segments:
             self.rotations += 1
         else:
             self.active.unlink(missing_ok=True)
+
+    def enforce_retention(self) -> int:
+        """Delete finished files past the retention bounds, oldest first; return how many.
+
+        The byte bound counts the whole directory, the active file included, so the disk the
+        dataset takes stays under it. A file's age counts from when it was opened (its name),
+        which rotation keeps within ``max_age`` of its last record.
+        """
+        if self._retention_bytes is None and self._retention_age is None:
+            return 0
+        finished = []
+        for path in sorted(self.directory.iterdir()):  # finished names sort chronologically
+            if is_finished_name(path.name):
+                with contextlib.suppress(FileNotFoundError):  # a consumer moved it away
+                    finished.append((path, path.stat().st_size))
+        total = self._size + sum(size for _, size in finished)
+        age = self._retention_age
+        deadline = -math.inf if age is None else self._clock() - age
+        deleted = 0
+        for path, size in finished:
+            over_bytes = self._retention_bytes is not None and total > self._retention_bytes
+            opened = opened_at(path.name)
+            if not (over_bytes or (opened is not None and opened < deadline)):
+                break
+            path.unlink(missing_ok=True)
+            total -= size
+            deleted += 1
+        if deleted:
+            _fsync_directory(self.directory)
+        return deleted
 
     def _finish(self, opened: float) -> None:
         target = self.directory / finished_name(opened)

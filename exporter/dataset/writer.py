@@ -36,6 +36,9 @@ __all__ = ["DatasetWriter"]
 
 log = logging.getLogger(__name__)
 
+#: Seconds between retention checks when no rotation prompts one: the age bound is in days.
+RETENTION_INTERVAL = 60.0
+
 _NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 _PERMISSION = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
 
@@ -86,8 +89,11 @@ class DatasetWriter:
             Path(config.path),
             max_bytes=config.rotate_max_bytes,
             max_age=config.rotate_max_age,
+            retention_bytes=config.retention_max_bytes,
+            retention_age=config.retention_max_age,
             clock=clock,
         )
+        self._retention_due = float("-inf")  # when the directory is next checked
         self._seen = IdFilter(config.dedup_max_ids)
         self._lock = threading.Lock()
         self._pending: list[_Pending] = []
@@ -171,10 +177,18 @@ class DatasetWriter:
             if self._backlog:
                 self._write()
             self._segments.rotate_if_due()
+            self._retain(rotated=self._segments.rotations > rotations)
         except OSError as error:
             self._failed(error)
         finally:
             self._metrics.dataset_rotations.inc(self._segments.rotations - rotations)
+
+    def _retain(self, *, rotated: bool) -> None:
+        """Apply retention after a rotation, and otherwise once per ``RETENTION_INTERVAL``."""
+        now = self._clock()
+        if rotated or now >= self._retention_due:
+            self._retention_due = now + RETENTION_INTERVAL
+            self._metrics.dataset_deleted_files.inc(self._segments.enforce_retention())
 
     def _encode(self, item: _Pending) -> None:
         conversation = item.evaluation.conversation

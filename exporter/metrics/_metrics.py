@@ -176,6 +176,10 @@ class Metrics:
         self.dataset_duplicates = counter(
             "dataset_duplicates", "Selected conversations already in the dataset (by id)."
         )
+        self.dataset_deleted_files = counter(
+            "dataset_deleted_files",
+            "Finished feedback dataset files deleted by retention (dataset.retention).",
+        )
         self.dataset_rotations = counter(
             "dataset_rotations", "Feedback dataset files finished and renamed."
         )
