@@ -21,6 +21,7 @@ from tests.support.daemon import running_daemon
 from tests.test_daemon import post, scrape, wait_for
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "two-judges.yml"
+Starter = Callable[..., Awaitable[tuple[Client, Path]]]
 NONE_SAMPLED = {"base_rate": 0.0, "boost_rate": 0.0, "daily_budget": {"min_samples": 0}}
 
 
@@ -101,30 +102,31 @@ class TestInProcess:
 class TestHttpReload:
     """``POST /-/reload``: the lifecycle API of Prometheus, for sidecars that cannot signal."""
 
-    async def lifecycle_client(
-        self, aiohttp_client: Callable[..., Awaitable[Client]], path: Path, **enabled: bool
-    ) -> Client:
-        app = create_app(load_config(path), config_file=str(path), **enabled)
-        return await aiohttp_client(app)
+    @pytest.fixture
+    def start(self, tmp_path: Path, aiohttp_client: Callable[..., Awaitable[Client]]) -> Starter:
+        """Start the app on a config file listing one agent; return it with the file."""
 
-    async def test_off_by_default(
-        self, tmp_path: Path, aiohttp_client: Callable[..., Awaitable[Client]]
-    ) -> None:
+        async def started(
+            config: dict[str, Any] | None = None, **flags: bool
+        ) -> tuple[Client, Path]:
+            path = write(tmp_path / "config.yml", config or {"agents": ["support-bot"]})
+            app = create_app(load_config(path), config_file=str(path), **flags)
+            return await aiohttp_client(app), path
+
+        return started
+
+    async def test_off_by_default(self, start: Starter) -> None:
         """Without --web.enable-lifecycle the endpoint refuses and says how to turn it on."""
-        path = write(tmp_path / "config.yml", {"agents": ["support-bot"]})
-        client = await self.lifecycle_client(aiohttp_client, path)
+        client, path = await start()
         write(path, {"agents": ["support-bot", "search-bot"]})
         response = await client.post("/-/reload")
         assert response.status == 403
         assert "--web.enable-lifecycle" in (await response.json())["detail"]
         assert client.app[STATE].config.agents == ("support-bot",)
 
-    async def test_applies_a_valid_file(
-        self, tmp_path: Path, aiohttp_client: Callable[..., Awaitable[Client]]
-    ) -> None:
+    async def test_applies_a_valid_file(self, start: Starter) -> None:
         """POST and PUT reload the file the daemon started with and answer its digest."""
-        path = write(tmp_path / "config.yml", {"agents": ["support-bot"]})
-        client = await self.lifecycle_client(aiohttp_client, path, lifecycle_api=True)
+        client, path = await start(lifecycle_api=True)
         write(path, {"agents": ["support-bot", "search-bot"]})
         response = await client.post("/-/reload")
         assert response.status == 200
@@ -137,12 +139,9 @@ class TestHttpReload:
         assert (await client.put("/-/reload")).status == 200
         assert client.app[STATE].config.agents == ("search-bot",)
 
-    async def test_refused_file_is_a_500_naming_the_key(
-        self, tmp_path: Path, aiohttp_client: Callable[..., Awaitable[Client]]
-    ) -> None:
+    async def test_refused_file_is_a_500_naming_the_key(self, start: Starter) -> None:
         """A file that does not validate: 500 with where and why; the running config stays."""
-        path = write(tmp_path / "config.yml", {"agents": ["support-bot"]})
-        client = await self.lifecycle_client(aiohttp_client, path, lifecycle_api=True)
+        client, path = await start(lifecycle_api=True)
         before = client.app[STATE].config
         path.write_text("sampling:\n  base_rate: 2\n")
         response = await client.post("/-/reload")
@@ -155,17 +154,12 @@ class TestHttpReload:
         assert sample(client, "agent_quality_config_last_reload_successful") == 0
 
     async def test_needs_the_token_when_auth_is_on(
-        self,
-        tmp_path: Path,
-        aiohttp_client: Callable[..., Awaitable[Client]],
-        monkeypatch: pytest.MonkeyPatch,
+        self, start: Starter, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         """Reloading changes what the daemon does: it takes the ingest token."""
         monkeypatch.setenv("AQE_TEST_TOKEN", "tok-123")
-        path = write(
-            tmp_path / "config.yml", {"server": {"auth": {"bearer_token_env": "AQE_TEST_TOKEN"}}}
-        )
-        client = await self.lifecycle_client(aiohttp_client, path, lifecycle_api=True)
+        auth = {"server": {"auth": {"bearer_token_env": "AQE_TEST_TOKEN"}}}
+        client, _ = await start(auth, lifecycle_api=True)
         assert (await client.post("/-/reload")).status == 401
         headers = {"Authorization": "Bearer tok-123"}
         assert (await client.post("/-/reload", headers=headers)).status == 200
