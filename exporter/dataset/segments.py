@@ -6,8 +6,8 @@ a consumer that ships ``feedback-*.jsonl`` files never sees one half-written. Ea
 ``write`` plus ``fsync``; if it fails part-way the file is truncated back to its last complete
 line. A ``current.jsonl`` left by a crash is trimmed to its last newline and finished on start.
 An advisory lock keeps two daemons from appending to the same directory. Retention deletes
-finished files, oldest first, once the directory outgrows its byte bound or a file's last
-record is older than the age bound; the active file is never deleted.
+finished files, oldest first, once the directory outgrows its byte bound or a file was opened
+longer ago than the age bound; the active file is never deleted.
 
 Synchronous on purpose: the writer thread calls it, never the event loop.
 """
