@@ -67,6 +67,8 @@ class Evaluation:
     flags: list[str] = field(default_factory=list)
     explanations: dict[str, str] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
+    #: Dimensions scored bad by the first tier that the confirming judge re-scored as fine.
+    overturned: set[str] = field(default_factory=set)
 
 
 class EvaluationSink(Protocol):

@@ -154,9 +154,25 @@ class TestSelectionPolicy:
         assert (result is not None) is selected
 
     def test_exclude_flag_vetoes(self) -> None:
-        """An excluded flag (a second judge overturning the first) keeps it out."""
-        policy = self.policy(exclude_flags=["overturned"])
-        assert policy.select(evaluation(flags=["overturned"])) is None
+        """An excluded flag keeps it out, whatever else selects it."""
+        policy = self.policy(exclude_flags=["pii_email"])
+        assert policy.select(evaluation(flags=["pii_email"])) is None
+
+    def test_overturned_bad_score_does_not_count(self) -> None:
+        """A bad score the confirming judge found fine neither selects nor counts as bad."""
+        overturned = evaluation(scores={"task_completion": 0.2, "coherence": 1.0})
+        overturned.overturned.add("task_completion")
+        selection = self.policy().select(overturned)
+        assert selection is not None
+        assert selection.reasons == ("bad_score:coherence",)
+        assert selection.bad_dimensions == ("coherence",)
+        overturned.overturned.add("coherence")
+        assert self.policy().select(overturned) is None
+        overturned.conversation.signals["user_thumbs_down"] = True  # other evidence still counts
+        selection = self.policy().select(overturned)
+        assert selection is not None
+        assert selection.reasons == ("signal:user_thumbs_down",)
+        assert selection.bad_dimensions == ()
 
     def test_lower_is_better_dimension(self) -> None:
         """For a dimension where lower is better, bad means above the threshold."""

@@ -118,6 +118,7 @@ class TestTwoTiers:
         assert len(fake.requests(SECOND)) == 1
         assert daemon.verdicts("confirmed") == 1
         assert CONFIRMED_FLAG in evaluation.flags
+        assert evaluation.overturned == set()
         assert evaluation.explanations["coherence:confirmation"] == f"fake verdict from {SECOND}"
         flagged = {"agent": "support-bot", "flag": CONFIRMED_FLAG}
         assert daemon.value("agent_quality_flags_total", **flagged) == 1
@@ -129,13 +130,14 @@ class TestTwoTiers:
         assert daemon.value("agent_quality_score_count", **series) == 1
 
     async def test_second_judge_can_reject(self, fake: FakeOpenAI, daemon: Daemon) -> None:
-        """When the second judge finds it fine the verdict is rejected and nothing is flagged."""
+        """When the second judge finds it fine the verdict is rejected, the bad score overturned."""
         evaluation = await daemon.score(
             talk(f"Where is my order? judge-score=1 judge-score[{SECOND}]=4")
         )
         assert daemon.verdicts("rejected") == 1
         assert daemon.verdicts("confirmed") == 0
         assert CONFIRMED_FLAG not in evaluation.flags
+        assert evaluation.overturned == {"coherence"}
         difference = {"dimension": "coherence", "judge": "second"}
         assert daemon.value("agent_quality_judge_score_difference_sum", **difference) == 0.75
 
@@ -163,6 +165,7 @@ class TestTwoTiers:
         assert daemon.verdicts("error") == 1
         assert evaluation.scores["coherence"] == 1.0
         assert CONFIRMED_FLAG not in evaluation.flags
+        assert evaluation.overturned == set()  # no verdict is no overturn
         assert "HTTP 500" in evaluation.errors["confirmation:coherence"]
 
     async def test_failing_first_judge_is_a_counted_scorer_error(

@@ -32,7 +32,8 @@ class SelectionPolicy:
     """Selects an evaluation when a chosen dimension is bad, a chosen flag or signal is set.
 
     Reasons read ``bad_score:<dimension>``, ``flag:<flag>``, ``signal:<signal>``; any
-    ``exclude_flags`` flag (say, a second judge overturning the first) vetoes the selection.
+    ``exclude_flags`` flag vetoes the selection. A bad score that the confirming judge re-scored
+    as fine (``evaluation.overturned``) is not bad here: the dataset keeps confirmed failures.
     """
 
     def __init__(self, *, selection: DatasetSelection, dimensions: Sequence[Dimension]) -> None:
@@ -47,10 +48,13 @@ class SelectionPolicy:
         """Return why ``evaluation`` belongs in the dataset, or None when it does not."""
         if self._exclude and not self._exclude.isdisjoint(evaluation.flags):
             return None
+        overturned = evaluation.overturned
         bad = tuple(
             name
             for name, value in evaluation.scores.items()
-            if (dimension := self._all.get(name)) is not None and dimension.is_bad(value)
+            if (dimension := self._all.get(name)) is not None
+            and dimension.is_bad(value)
+            and name not in overturned
         )
         signals = evaluation.conversation.signals
         reasons = (

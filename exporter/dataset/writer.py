@@ -127,6 +127,7 @@ class DatasetWriter:
             list(evaluation.flags),
             dict(evaluation.explanations),
             dict(evaluation.errors),
+            set(evaluation.overturned),
         )
         with self._lock:
             full = len(self._pending) + self._backlog_size >= self._config.max_pending_records

@@ -22,9 +22,10 @@ class JudgeConfirmer:
     """Re-scores an evaluation's bad dimensions (or all, when a chosen flag is raised).
 
     Each re-scored dimension counts one ``agent_quality_judge_verdicts_total`` verdict:
-    ``confirmed`` (the second judge also finds it bad), ``rejected``, ``error`` or ``skipped``
-    (budget spent). Where both judges scored, ``agent_quality_judge_score_difference``
-    records how far apart they were. Nothing here raises: every failure is a counted verdict.
+    ``confirmed`` (the second judge also finds it bad), ``rejected`` (a bad first score of it
+    joins ``evaluation.overturned``), ``error`` or ``skipped`` (budget spent). Where both
+    judges scored, ``agent_quality_judge_score_difference`` records how far apart they were.
+    Nothing here raises: every failure is a counted verdict.
     """
 
     name = "confirmation"
@@ -79,6 +80,8 @@ class JudgeConfirmer:
                 verdict = "confirmed" if bad else "rejected"
                 reasons[f"{name}:confirmation"] = result.reason
                 first = evaluation.scores.get(name)
+                if not bad and first is not None and dimension.is_bad(first):
+                    evaluation.overturned.add(name)  # the dataset does not count it as bad
                 if first is not None:
                     span = dimension.scale_max - dimension.scale_min
                     self._metrics.judge_score_difference.labels(name, judge).observe(
