@@ -8,7 +8,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -20,6 +19,11 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # a bench runs as `python bench/NAME.py`: tests/ is not on the path
+
+from tests.support.daemon import free_port as free_port  # noqa: E402  (the benches' ports)
+from tests.support.daemon import stop_process  # noqa: E402
+
 SERVER_CPU, LOAD_CPU = "0", "1"
 
 
@@ -28,14 +32,6 @@ def require(tool: str) -> str:
     if path is None:
         sys.exit(f"{tool} is needed: apt-get install -y {tool}")
     return path
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _pinned(args: Sequence[str], cpu: str) -> list[str]:
@@ -120,12 +116,7 @@ def server(
     try:
         yield process.pid
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, timeout=30)
 
 
 _LUA = """

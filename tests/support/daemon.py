@@ -30,6 +30,18 @@ def free_port() -> int:
         return port
 
 
+def stop_process(process: subprocess.Popen[Any], *, timeout: float) -> int:
+    """SIGTERM ``process`` and wait; kill it if it does not exit in time. Return its exit code."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return process.returncode
+
+
 def wait_http(
     url: str, *, timeout: float = 20.0, status: int = 200, ssl_context: ssl.SSLContext | None = None
 ) -> None:
@@ -68,14 +80,7 @@ class Daemon:
 
     def stop(self, *, timeout: float = 30.0) -> int:
         """Send SIGTERM and wait; kill if it does not exit in time. Return the exit code."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
+        return stop_process(self.process, timeout=timeout)
 
 
 @contextlib.contextmanager

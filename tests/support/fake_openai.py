@@ -40,6 +40,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.support.daemon import stop_process
+
 REPO = Path(__file__).resolve().parents[2]
 
 _MARKER = re.compile(r"judge-score(?:\[(?P<model>[^\]]+)\])?=(?P<score>-?[0-9.]+)")
@@ -292,12 +294,7 @@ def running_fake_openai(*, api_key: str | None = None) -> Iterator[FakeOpenAI]:
             raise RuntimeError(f"fake OpenAI server did not start: {line!r}")
         yield FakeOpenAI(process, int(line.rsplit(":", 1)[1]))
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, timeout=10)
         if process.stdout is not None:
             process.stdout.close()
 

@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from tests.support.daemon import free_port, wait_http
+from tests.support.daemon import free_port, stop_process, wait_http
 
 __all__ = [
     "Alertmanager",
@@ -52,13 +52,7 @@ class _Process:
         return self.log_path.read_text(errors="replace")
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, timeout=10)
 
     def get_json(self, path: str, **params: str) -> Any:
         query = f"?{urllib.parse.urlencode(params)}" if params else ""
