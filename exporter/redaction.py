@@ -9,7 +9,6 @@ conversation's messages, tool calls, signals and metadata.
 
 from __future__ import annotations
 
-import bisect
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
@@ -17,7 +16,7 @@ from typing import Any, NamedTuple
 import msgspec
 
 from exporter.model import Conversation, Message
-from exporter.scoring.pii import PII_KINDS, PiiKind, find_pii
+from exporter.scoring.pii import PII_KINDS, PiiKind, claim, find_pii
 
 __all__ = ["Finding", "Redactor", "placeholder"]
 
@@ -33,10 +32,6 @@ class Finding(NamedTuple):
 def placeholder(kind: str) -> str:
     """Return the typed placeholder that replaces data of ``kind``: ``[EMAIL]``."""
     return f"[{kind.upper()}]"
-
-
-def _start(finding: Finding) -> int:
-    return finding.start
 
 
 class Redactor:
@@ -74,10 +69,10 @@ class Redactor:
         for name, regex in self._patterns:
             for match in regex.finditer(text):
                 if match.end() > match.start():
-                    _claim(taken, Finding(name, match.start(), match.end()))
+                    claim(taken, Finding(name, match.start(), match.end()))
         if self._kinds:
             for found in find_pii(text, kinds=self._kinds):
-                _claim(taken, Finding(found.kind, found.start, found.end))
+                claim(taken, Finding(found.kind, found.start, found.end))
         return taken
 
     def redact(self, text: str) -> str:
@@ -134,13 +129,3 @@ class Redactor:
             tool_calls=tool_calls,
             error=self.redact_value(message.error),
         )
-
-
-def _claim(taken: list[Finding], finding: Finding) -> None:
-    """Insert ``finding`` unless it overlaps one claimed earlier (higher precedence)."""
-    index = bisect.bisect_left(taken, finding.start, key=_start)
-    if index and taken[index - 1].end > finding.start:
-        return
-    if index < len(taken) and taken[index].start < finding.end:
-        return
-    taken.insert(index, finding)

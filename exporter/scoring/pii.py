@@ -12,9 +12,9 @@ import bisect
 import ipaddress
 import re
 from collections.abc import Callable, Iterable, Iterator
-from typing import Final, Literal, NamedTuple
+from typing import Final, Literal, NamedTuple, Protocol, TypeVar
 
-__all__ = ["PII_KINDS", "PiiKind", "PiiMatch", "find_pii", "luhn_valid"]
+__all__ = ["PII_KINDS", "PiiKind", "PiiMatch", "Span", "claim", "find_pii", "luhn_valid"]
 
 PiiKind = Literal["email", "phone", "card", "ip"]
 
@@ -192,14 +192,36 @@ def find_pii(text: str, *, kinds: Iterable[PiiKind] = PII_KINDS) -> list[PiiMatc
         if kind not in wanted:
             continue
         for found in _DETECTORS[kind](text):
-            index = bisect.bisect_left(taken, found.start, key=_start)
-            if index and taken[index - 1].end > found.start:
-                continue
-            if index < len(taken) and taken[index].start < found.end:
-                continue
-            taken.insert(index, found)
+            claim(taken, found)
     return taken
 
 
-def _start(match: PiiMatch) -> int:
-    return match.start
+class Span(Protocol):
+    """Anything covering ``text[start:end]``: a ``PiiMatch``, a redaction finding."""
+
+    @property
+    def start(self) -> int: ...
+
+    @property
+    def end(self) -> int: ...
+
+
+_S = TypeVar("_S", bound=Span)
+
+
+def claim(taken: list[_S], span: _S) -> bool:
+    """Insert ``span`` into ``taken`` unless it overlaps a span there; return whether it did.
+
+    ``taken`` stays sorted by start and free of overlaps; what was claimed first wins.
+    """
+    index = bisect.bisect_left(taken, span.start, key=_start)
+    if index and taken[index - 1].end > span.start:
+        return False
+    if index < len(taken) and taken[index].start < span.end:
+        return False
+    taken.insert(index, span)
+    return True
+
+
+def _start(span: Span) -> int:
+    return span.start
