@@ -7,11 +7,9 @@ right labels, and nothing arrives before the drop.
 
 from __future__ import annotations
 
-import json
 import random
 import re
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +23,9 @@ from tests.support.promstack import (
     running_alertmanager,
     running_prometheus,
     running_receiver,
+    seconds_alerting,
 )
+from tests.test_daemon import post
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -49,15 +49,7 @@ def scaled_config(receiver: WebhookReceiver) -> dict[str, Any]:
         ],
         "scorers": [{"type": "passthrough"}],
         "alerting": {
-            "baseline_window": "60s",
-            "current_window": "20s",
-            "degradation": {
-                "fast": {"window": "10s", "for": "10s", "min_samples": 20},
-                "sharp": None,
-                "sustained": None,
-            },
-            "absolute": {"for": "10s"},
-            "slo": None,
+            **seconds_alerting(),
             "alertmanager": {
                 "pager_url": receiver.url("/pager"),
                 "ticket_url": receiver.url("/ticket"),
@@ -66,17 +58,6 @@ def scaled_config(receiver: WebhookReceiver) -> dict[str, Any]:
             },
         },
     }
-
-
-def post(url: str, items: list[dict[str, Any]]) -> None:
-    request = urllib.request.Request(
-        f"{url}/v1/conversations",
-        data=json.dumps(items).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
-    with urllib.request.urlopen(request, timeout=5) as response:
-        assert response.status == 202
 
 
 def send(url: str, *, seconds: float, score: float, rng: random.Random, start: int) -> int:
@@ -98,7 +79,8 @@ def send(url: str, *, seconds: float, score: float, rng: random.Random, start: i
                 }
             )
             number += 1
-        post(url, batch)
+        status, _ = post(f"{url}/v1/conversations", batch)
+        assert status == 202
         time.sleep(1.0)
     return number
 

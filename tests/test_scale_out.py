@@ -18,10 +18,8 @@ purpose: averaging the replicas' means instead of pooling them would miss by far
 from __future__ import annotations
 
 import contextlib
-import json
 import random
 import time
-import urllib.request
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -34,7 +32,8 @@ from exporter.generate import generate
 from exporter.generate.conventions import Record, window_name
 from exporter.sampling import rate_threshold, stable_hash
 from tests.support.daemon import Daemon, running_daemon
-from tests.support.promstack import Prometheus, running_prometheus
+from tests.support.promstack import Prometheus, running_prometheus, seconds_alerting
+from tests.test_daemon import post as post_json
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
@@ -75,31 +74,14 @@ def scale_config() -> dict[str, Any]:
             {"name": "csat", "scale": {"min": 1, "max": 5}, "thresholds": {"bad": 2, "warning": 3}},
         ],
         "scorers": [{"type": "passthrough"}],
-        "alerting": {
-            "baseline_window": "60s",
-            "current_window": "20s",
-            "degradation": {
-                "fast": {"window": "10s", "for": "10s", "min_samples": 20},
-                "sharp": None,
-                "sustained": None,
-            },
-            "absolute": {"for": "10s"},
-            "slo": None,
-        },
+        "alerting": seconds_alerting(),
     }
 
 
 def post(daemon: Daemon, path: str, body: dict[str, Any]) -> dict[str, Any]:
-    request = urllib.request.Request(
-        f"{daemon.url}{path}",
-        data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
-    with urllib.request.urlopen(request, timeout=5) as response:
-        assert response.status == 202
-        answer: dict[str, Any] = json.load(response)
-        return answer
+    status, answer = post_json(f"{daemon.url}{path}", body)
+    assert status == 202
+    return answer
 
 
 def conversation(

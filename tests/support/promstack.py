@@ -38,6 +38,25 @@ PROMETHEUS = "prometheus"
 ALERTMANAGER = "prometheus-alertmanager"
 
 
+def seconds_alerting() -> dict[str, Any]:
+    """Return an ``alerting`` section whose windows are seconds instead of hours.
+
+    For tests that watch the generated rules on a real Prometheus: one degradation tier (10s
+    window, 20 samples), absolute thresholds after 10s, no SLO burn rates.
+    """
+    return {
+        "baseline_window": "60s",
+        "current_window": "20s",
+        "degradation": {
+            "fast": {"window": "10s", "for": "10s", "min_samples": 20},
+            "sharp": None,
+            "sustained": None,
+        },
+        "absolute": {"for": "10s"},
+        "slo": None,
+    }
+
+
 @dataclass
 class _Process:
     process: subprocess.Popen[bytes]
