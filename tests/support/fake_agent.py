@@ -40,6 +40,11 @@ class ToolStep:
     result: str | None = None
     error: str | None = None
 
+    @property
+    def response(self) -> str | None:
+        """Return what the agent saw come back: the result, or the error."""
+        return self.result if self.error is None else self.error
+
 
 @dataclass(frozen=True)
 class Script:
@@ -56,6 +61,15 @@ class Script:
     def call_id(self, index: int) -> str:
         return f"call_{self.conversation_id}_{index}"
 
+    def tool_call(self, index: int) -> dict[str, Any]:
+        """Return tool step ``index`` as the assistant's call: id, name, JSON arguments."""
+        step = self.tools[index]
+        return {
+            "id": self.call_id(index),
+            "name": step.name,
+            "arguments": json.dumps(dict(step.arguments)),
+        }
+
     def conversation(self, *, agent: str) -> dict[str, Any]:
         """Return the conversation as a client of ``POST /v1/conversations`` would send it."""
         messages: list[dict[str, Any]] = [
@@ -63,17 +77,13 @@ class Script:
             {"role": "user", "content": self.user},
         ]
         for index, step in enumerate(self.tools):
-            call = {
-                "id": self.call_id(index),
-                "name": step.name,
-                "arguments": json.dumps(dict(step.arguments)),
-            }
+            call = self.tool_call(index)
             messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
             messages.append(
                 {
                     "role": "tool",
                     "tool_call_id": self.call_id(index),
-                    "content": step.result if step.error is None else step.error,
+                    "content": step.response,
                     "error": step.error if step.error is not None else False,
                 }
             )
@@ -169,7 +179,6 @@ class FakeAgent:
                 self._genai_chat(script, common, history, output)
                 history.append(output)
                 self._genai_tool(script, index, step, common)
-                response = step.result if step.error is None else step.error
                 history.append(
                     {
                         "role": "tool",
@@ -177,7 +186,7 @@ class FakeAgent:
                             {
                                 "type": "tool_call_response",
                                 "id": script.call_id(index),
-                                "response": response,
+                                "response": step.response,
                             }
                         ],
                     }
@@ -254,12 +263,7 @@ class FakeAgent:
                 {"role": "user", "content": script.user},
             ]
             for index, step in enumerate(script.tools):
-                call = {
-                    "id": script.call_id(index),
-                    "name": step.name,
-                    "arguments": json.dumps(dict(step.arguments)),
-                }
-                output = {"role": "assistant", "tool_calls": [call]}
+                output = {"role": "assistant", "tool_calls": [script.tool_call(index)]}
                 self._oi_llm(script, session, history, output)
                 history.append(output)
                 with self.tracer.start_as_current_span(
@@ -277,9 +281,12 @@ class FakeAgent:
                 ) as span:
                     if step.error is not None:
                         span.set_status(Status(StatusCode.ERROR, step.error))
-                response = step.result if step.error is None else step.error
                 history.append(
-                    {"role": "tool", "tool_call_id": script.call_id(index), "content": response}
+                    {
+                        "role": "tool",
+                        "tool_call_id": script.call_id(index),
+                        "content": step.response,
+                    }
                 )
             self._oi_llm(script, session, history, {"role": "assistant", "content": script.answer})
 
