@@ -6,6 +6,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -125,7 +126,7 @@ class TestCommandLine:
         path = tmp_path / "bad.yml"
         path.write_text("sampling:\n  base_rate: 7\n")
         result = subprocess.run(
-            ["python", "-m", "exporter", "check-config", f"--config.file={path}"],
+            [sys.executable, "-m", "exporter", "check-config", f"--config.file={path}"],
             capture_output=True,
             text=True,
             check=False,
@@ -139,7 +140,7 @@ class TestCommandLine:
         with running_daemon(tmp_path) as daemon:
             result = subprocess.run(
                 [
-                    "python",
+                    sys.executable,
                     "-m",
                     "exporter",
                     "run",

@@ -21,5 +21,17 @@ def test_ci_runs_exactly_the_readme_test_command() -> None:
 
 
 def test_readme_opens_with_install_and_run() -> None:
-    """The first command installs the package and runs the daemon on its default config."""
-    assert _commands()[0] == "python3 -m pip install . && python3 -m exporter run"
+    """The first command installs into a venv and runs the daemon on its default config."""
+    assert _commands()[0] == (
+        "apt-get update && apt-get install -y python3-venv && python3 -m venv .venv"
+        " && .venv/bin/python -m pip install -c constraints.txt ."
+        " && .venv/bin/agent-quality-exporter run"
+    )
+
+
+def test_both_commands_install_the_pinned_toolchain() -> None:
+    """Run and test commands install from constraints.txt, which pins pytest and every tool."""
+    assert all("-c constraints.txt" in command for command in _commands())
+    pins = (REPO / "constraints.txt").read_text()
+    for tool in ("pytest", "pytest-asyncio", "schemathesis", "aiohttp", "ruff", "mypy"):
+        assert re.search(rf"^{tool}==\S+$", pins, re.M), tool
