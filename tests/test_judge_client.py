@@ -14,7 +14,7 @@ import msgspec
 import pytest
 from prometheus_client import CollectorRegistry
 
-from exporter.config import Config, parse_config
+from exporter.config import Config, parse_config, resolve_secrets
 from exporter.metrics import Metrics
 from exporter.model import Conversation
 from exporter.scoring import build_scorers
@@ -50,7 +50,7 @@ def fake(fake_server: FakeOpenAI, monkeypatch: pytest.MonkeyPatch) -> FakeOpenAI
 
 
 def judge_config(fake: FakeOpenAI, **judge: Any) -> Config:
-    """Return a config with judge `primary` on the fake server scoring coherence."""
+    """Return a config with judge `primary` on the fake server scoring coherence, key read."""
     settings = {
         "base_url": fake.base_url,
         "model": MODEL,
@@ -59,11 +59,13 @@ def judge_config(fake: FakeOpenAI, **judge: Any) -> Config:
         "max_backoff": "50ms",
         **judge,
     }
-    return parse_config(
-        {
-            "judges": {"primary": settings},
-            "scorers": [{"type": "llm_judge", "judge": "primary", "dimension": "coherence"}],
-        }
+    return resolve_secrets(
+        parse_config(
+            {
+                "judges": {"primary": settings},
+                "scorers": [{"type": "llm_judge", "judge": "primary", "dimension": "coherence"}],
+            }
+        )
     )
 
 

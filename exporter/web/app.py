@@ -24,6 +24,7 @@ from prometheus_client.aiohttp import make_aiohttp_handler
 
 from exporter import dataset
 from exporter.config.model import Config
+from exporter.config.secrets import resolve_secrets
 from exporter.ingest import otlp
 from exporter.ingest.http import IngestEndpoints
 from exporter.ingest.intake import Intake
@@ -57,8 +58,10 @@ def create_app(
     """Build the application for ``config``; workers start with the app and stop with it.
 
     ``config_file`` is what a reload (SIGHUP, or ``POST /-/reload`` when ``lifecycle_api``)
-    reads; None reloads the embedded default.
+    reads; None reloads the embedded default. The config's secrets are read here, as the
+    daemon starts (``ConfigError`` naming each one missing).
     """
+    config = resolve_secrets(config)
     registry = registry if registry is not None else CollectorRegistry()
     metrics = Metrics(config, registry)
     sink = dataset.build_sink(config, metrics=metrics)
