@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import subprocess
 import sys
@@ -114,9 +113,13 @@ class TestShutdown:
             assert "not drained" in log
             dropped = int(log.split("shutdown dropped ")[1].split()[0])
             assert 0 < dropped < 60
-            line = next(line for line in log.splitlines() if "final accounting" in line)
-            final = {k: float(v) for k, v in re.findall(r"(\w+)=([\d.]+)", line)}
+            # The last line, in whole numbers that add up.
+            line = log.splitlines()[-1]
+            assert "final accounting: " in line
+            counts = line.split("final accounting: ")[1].rstrip('"').split()
+            final = {k: int(v) for k, v in (count.split("=") for count in counts)}
             assert final["received"] == 60
+            assert final["not_sampled"] == 0
             assert final["scored"] + final["dropped_shutdown"] == 60
 
 
@@ -153,6 +156,9 @@ class TestCommandLine:
             )
             assert result.returncode == 1
             assert "cannot listen" in result.stderr
+            # Nothing was served: no accounting line, empty or not, before the real error.
+            assert "final accounting" not in result.stderr
+            assert "cannot listen" in result.stderr.splitlines()[-1]
 
 
 class TestTls:

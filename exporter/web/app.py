@@ -155,9 +155,6 @@ async def _scoring(app: web.Application) -> AsyncIterator[None]:
         await expiry
     await pipeline.stop(grace=grace)
     intake.close()
-    # The last word on where every conversation went: /metrics is gone once we exit.
-    totals = app[METRICS].totals()
-    log.info("final accounting: %s", " ".join(f"{k}={v:g}" for k, v in totals.items() if v))
 
 
 async def _expire_periodically(intake: Intake) -> None:
@@ -198,6 +195,10 @@ async def serve(
     await _drain(app)
     await runner.cleanup()
     log.info("stopped")
+    # The last line, and the last word on where every conversation went: /metrics is gone now.
+    # Only a daemon that served logs it: one that could not listen has nothing to account for.
+    totals = app[METRICS].totals()
+    log.info("final accounting: %s", " ".join(f"{k}={v}" for k, v in totals.items()))
 
 
 def _ssl_context(config: Config) -> ssl.SSLContext | None:
