@@ -1,6 +1,6 @@
 """Grafana provisioning: a Prometheus data source and a provider for the bundled dashboards.
 
-Mounted into Grafana's ``/etc/grafana/provisioning/`` (README says which folder goes where),
+Mounted into Grafana's ``/etc/grafana/provisioning/`` (docs/dashboards.md says which folder goes where),
 these make a fresh Grafana show the dashboards at start, with nothing to click.
 """
 
