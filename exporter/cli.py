@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TextIO
 
 from exporter._version import __version__
-from exporter.config import Config, load_config
+from exporter.config import Config, Secret, load_config, needed_secrets
 from exporter.exceptions import ConfigError, ExporterError
 from exporter.logs import LEVELS, setup_logging
 
@@ -114,20 +114,21 @@ def run(argv: Sequence[str], stdout: TextIO, stderr: TextIO) -> int:
     try:
         config = load_config(args.config_file)
     except ConfigError as error:
-        print(f"config error: {error}", file=stderr)
+        _print_config_error(error, stderr)
         return EXIT_USAGE
     match args.command:
         case "check-config":
             try:
                 _build_components(config)
             except ConfigError as error:
-                print(f"config error: {error}", file=stderr)
+                _print_config_error(error, stderr)
                 return EXIT_USAGE
             print(
                 f"{config.source}: ok ({len(config.dimensions)} dimensions, "
                 f"{len(config.scorers)} scorers, digest {config.digest})",
                 file=stdout,
             )
+            _print_secrets(config, stdout)
             return EXIT_OK
         case "generate":
             return _generate(config, args, stdout, stderr)
@@ -137,6 +138,29 @@ def run(argv: Sequence[str], stdout: TextIO, stderr: TextIO) -> int:
             return dataset_cli.run(args, stdout=stdout, stderr=stderr, config=config)
         case _:
             return _run_daemon(config, args, stderr)
+
+
+def _print_config_error(error: ConfigError, stderr: TextIO) -> None:
+    """Print every problem ``error`` carries, one ``config error: file: path: what`` line each."""
+    for problem in error.problems:
+        print(f"config error: {problem.line}", file=stderr)
+
+
+def _print_secrets(config: Config, stdout: TextIO) -> None:
+    """Say which secrets ``run`` will read, and whether each is there now."""
+    by_source: dict[str, list[Secret]] = {}
+    for secret in needed_secrets(config):
+        by_source.setdefault(secret.where, []).append(secret)
+    if by_source:
+        print("secrets the daemon reads when it starts (run exits 2 without them):", file=stdout)
+    for where, secrets in by_source.items():
+        try:
+            secrets[0].read()
+            now = "set" if secrets[0].env else "readable"
+        except ValueError as error:
+            now = f"{error} here"
+        paths = ", ".join(secret.path for secret in secrets)
+        print(f"  {where} ({paths}): {now}", file=stdout)
 
 
 def _build_components(config: Config) -> None:
@@ -193,8 +217,9 @@ def _run_daemon(config: Config, args: argparse.Namespace, stderr: TextIO) -> int
                 lifecycle_api=args.lifecycle_api,
             )
         )
-    except ConfigError as error:  # found while building scorers and judges
-        log.error("config error: %s", error)
+    except ConfigError as error:  # a missing secret, or found building scorers and judges
+        for problem in error.problems:
+            log.error("config error: %s", problem.line)
         return EXIT_USAGE
     except RuntimeError as error:
         log.error("%s", error)

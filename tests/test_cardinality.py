@@ -161,7 +161,7 @@ async def warm_up(client: Client) -> None:
         "/v1/traces", data=otlp_export(0, 1), headers={"Content-Type": "application/x-protobuf"}
     )
     assert response.status == 200
-    assert await client.app[PIPELINE].drain(10)
+    assert await client.app[PIPELINE].drain(60)
 
 
 class TestCardinality:

@@ -85,7 +85,7 @@ class Harness:
         """Wait for ``count`` complete flush cycles (the first may have started earlier)."""
         for _ in range(count):
             self.writer.flushed.clear()
-            assert await asyncio.to_thread(self.writer.flushed.wait, 5.0)
+            assert await asyncio.to_thread(self.writer.flushed.wait, 60.0)
 
     def value(self, name: str, **labels: str) -> float:
         return sample(self.registry, name, **labels)

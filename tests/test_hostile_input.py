@@ -376,15 +376,15 @@ class TestCompression:
         """900 MiB from 1 MB: a 413 at once, the connection closed, no CPU burnt after."""
         bomb = gzip_bomb(900)
         assert len(bomb) < 1_000_000
-        started, cpu = time.monotonic(), time.process_time()
+        cpu = time.process_time()
         status, headers, answer = await post(client, path, bomb, **{"Content-Encoding": "gzip"})
         assert status == 413
         assert headers["Connection"] == "close"
         error_of(status, answer)
         await assert_serving(client)
-        # Reading on (aiohttp's "lingering") would inflate the whole GiB: seconds of CPU.
+        # Reading on (aiohttp's "lingering") would inflate the whole GiB: seconds of CPU. CPU
+        # time of this process (client and app), not wall time: a busy machine slows both.
         assert time.process_time() - cpu < 0.5
-        assert time.monotonic() - started < 2
 
     async def test_compressed_body_over_the_limit_by_length(self, client: Client) -> None:
         """A compressed body whose Content-Length alone is over the limit is refused unread."""
@@ -506,7 +506,7 @@ class TestBatches:
         batch = [conversation(id="dup")] * 3
         assert (await client.post("/v1/conversations", json=batch)).status == 202
         assert (await client.post("/v1/conversations", json=conversation(id="dup"))).status == 202
-        await client.app[PIPELINE].drain(5)
+        await client.app[PIPELINE].drain(60)
         received = sample(client, "agent_quality_conversations_total", agent="support-bot")
         not_sampled = sample(client, "agent_quality_not_sampled_total", agent="support-bot")
         buffered = sample(client, "agent_quality_late_buffer_conversations")

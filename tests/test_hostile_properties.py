@@ -324,7 +324,7 @@ async def assert_consistent(client: Client, ledger: Ledger) -> None:
     response = await client.post("/v1/conversations", json=document)
     assert response.status == 202
     ledger.accepted += (await response.json())["accepted"]
-    assert await client.app[PIPELINE].drain(5)
+    assert await client.app[PIPELINE].drain(60)
     received = total(client, "agent_quality_conversations_total", "agent", AGENTS)
     not_sampled = total(client, "agent_quality_not_sampled_total", "agent", AGENTS)
     scored = total(client, "agent_quality_scored_total", "agent", AGENTS)

@@ -21,7 +21,7 @@ NONE = {"sampling": {"base_rate": 0.0, "boost_rate": 0.0, "daily_budget": {"min_
 
 async def settle(client: Client) -> None:
     """Wait until the pipeline has scored everything queued."""
-    await client.app[PIPELINE].drain(5)
+    await client.app[PIPELINE].drain(60)
 
 
 class TestConversations:

@@ -60,7 +60,7 @@ def quality(client: Client) -> dict[tuple[str, tuple[tuple[str, str], ...]], flo
 
 async def settle(client: Client) -> None:
     """Wait until the pipeline has scored everything queued."""
-    await client.app[PIPELINE].drain(5)
+    await client.app[PIPELINE].drain(60)
 
 
 async def export(
@@ -97,8 +97,8 @@ async def post_to_sink(client: Client, plays: list[Script]) -> None:
     assert response.status == 202
 
 
-async def eventually(check: Callable[[], bool], *, within: float = 5.0) -> None:
-    """Wait until ``check()`` holds; fail after ``within`` seconds."""
+async def eventually(check: Callable[[], bool], *, within: float = 60.0) -> None:
+    """Wait until ``check()`` holds; fail after ``within`` seconds (for a hang, not for speed)."""
     deadline = asyncio.get_running_loop().time() + within
     while not check():
         assert asyncio.get_running_loop().time() < deadline, "condition not met in time"

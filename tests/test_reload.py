@@ -64,7 +64,7 @@ class TestInProcess:
         document = conversation(id="after", agent="billing-bot", scores={"politeness": 4})
         answer = await (await client.post("/v1/conversations", json=document)).json()
         assert answer["sampled"] == 1
-        await client.app[PIPELINE].drain(5)
+        await client.app[PIPELINE].drain(60)
         assert sample(client, "agent_quality_conversations_total", agent="support-bot") == 1
         assert sample(client, "agent_quality_conversations_total", agent="billing-bot") == 1
         labels = {"agent": "billing-bot", "dimension": "politeness"}

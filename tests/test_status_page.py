@@ -157,7 +157,7 @@ class TestPage:
         leaky["messages"][-1]["content"] = "Write to jane.doe@example.com for a refund."
         batch = [conversation(id=f"c-{n}") for n in range(5)] + [leaky]
         assert (await client.post("/v1/conversations", json=batch)).status == 202
-        assert await app[PIPELINE].drain(5)
+        assert await app[PIPELINE].drain(60)
         text = await (await client.get("/")).text()
         assert '<tr data-agent="support-bot" data-dimension="tool_success">' in text
         assert "pii_email" in text
@@ -276,4 +276,4 @@ async def _feed(
             batch.append(document)
         async with session.post(url, json=batch) as response:
             assert response.status == 202
-        assert await app[PIPELINE].drain(5)
+        assert await app[PIPELINE].drain(60)

@@ -24,6 +24,7 @@ from prometheus_client.aiohttp import make_aiohttp_handler
 
 from exporter import dataset
 from exporter.config.model import Config
+from exporter.config.secrets import resolve_secrets
 from exporter.ingest import otlp
 from exporter.ingest.http import IngestEndpoints
 from exporter.ingest.intake import Intake
@@ -57,8 +58,10 @@ def create_app(
     """Build the application for ``config``; workers start with the app and stop with it.
 
     ``config_file`` is what a reload (SIGHUP, or ``POST /-/reload`` when ``lifecycle_api``)
-    reads; None reloads the embedded default.
+    reads; None reloads the embedded default. The config's secrets are read here, as the
+    daemon starts (``ConfigError`` naming each one missing).
     """
+    config = resolve_secrets(config)
     registry = registry if registry is not None else CollectorRegistry()
     metrics = Metrics(config, registry)
     sink = dataset.build_sink(config, metrics=metrics)
@@ -152,9 +155,6 @@ async def _scoring(app: web.Application) -> AsyncIterator[None]:
         await expiry
     await pipeline.stop(grace=grace)
     intake.close()
-    # The last word on where every conversation went: /metrics is gone once we exit.
-    totals = app[METRICS].totals()
-    log.info("final accounting: %s", " ".join(f"{k}={v:g}" for k, v in totals.items() if v))
 
 
 async def _expire_periodically(intake: Intake) -> None:
@@ -195,6 +195,10 @@ async def serve(
     await _drain(app)
     await runner.cleanup()
     log.info("stopped")
+    # The last line, and the last word on where every conversation went: /metrics is gone now.
+    # Only a daemon that served logs it: one that could not listen has nothing to account for.
+    totals = app[METRICS].totals()
+    log.info("final accounting: %s", " ".join(f"{k}={v}" for k, v in totals.items()))
 
 
 def _ssl_context(config: Config) -> ssl.SSLContext | None:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from exporter.config import Config, load_config
+from exporter.config import Config, load_config, resolve_secrets
 from exporter.exceptions import ConfigError
 from exporter.scoring import judge
 from exporter.web.guard import error_body
@@ -73,7 +73,7 @@ def _reload(app: web.Application, path: str | None) -> ConfigError | None:
     """Apply ``path`` as described in the module docstring; return why it was refused, if it was."""
     metrics, state = app[METRICS], app[STATE]
     try:
-        config = load_config(path)
+        config = resolve_secrets(load_config(path))
         _refuse_restart_only(state.config, config)
         metrics.extend(config)
         with judge.fresh_clients(metrics):
