@@ -21,14 +21,13 @@ from hypothesis import strategies as st
 from exporter.config import Config, ScorerSpec, default_document, parse_config
 from exporter.exceptions import ConfigError
 from exporter.model import Conversation, Message, ToolCall, Usage
+from exporter.pii import PII_KINDS, find_pii, luhn_valid
 from exporter.scoring import (
     build_scorers,
-    find_pii,
     is_set,
     register_scorer_type,
     scorer_types,
 )
-from exporter.scoring.pii import PII_KINDS, luhn_valid
 from exporter.types import Scorer, ScoreResult
 
 MakeConfig = Callable[..., Config]

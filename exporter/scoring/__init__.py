@@ -13,15 +13,12 @@ from exporter.scoring._registry import (
     register_scorer_type,
     scorer_types,
 )
-from exporter.scoring.pii import PiiMatch, find_pii
 
 __all__ = [
     "MeteredScorerFactory",
-    "PiiMatch",
     "ScorerFactory",
     "ScorerOptions",
     "build_scorers",
-    "find_pii",
     "is_set",
     "register_metered_scorer_type",
     "register_scorer_type",
