@@ -147,7 +147,7 @@ def _build_components(config: Config) -> None:
     from prometheus_client import CollectorRegistry
 
     from exporter.metrics import Metrics
-    from exporter.web.app import build_scoring
+    from exporter.scoring import build_scoring
 
     build_scoring(config, metrics=Metrics(config, CollectorRegistry()))
 

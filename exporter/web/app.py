@@ -30,15 +30,14 @@ from exporter.ingest.intake import Intake
 from exporter.metrics import Metrics
 from exporter.pipeline import Pipeline
 from exporter.sampling import LateSignalBuffer, Sampler
-from exporter.scoring import build_scorers, judge
-from exporter.types import Confirmer, Scorer
+from exporter.scoring import build_scoring
 from exporter.web import pages
 from exporter.web.guard import bearer_auth, json_errors, no_route
 from exporter.web.keys import INTAKE, METRICS, PIPELINE, REGISTRY, STATE, AppState
 from exporter.web.reload import reload_config, reload_endpoint
 from exporter.web.status import STATUS, StatusBoard
 
-__all__ = ["build_scoring", "create_app", "serve"]
+__all__ = ["create_app", "serve"]
 
 log = logging.getLogger(__name__)
 
@@ -132,11 +131,6 @@ def _add_routes(
             app.router.add_route(method, path, json_errors(handler))
     # Last: what no route above takes gets a JSON 404 or 405 instead of aiohttp's plain text.
     app.router.add_route("*", "/{path:.*}", no_route)
-
-
-def build_scoring(config: Config, *, metrics: Metrics) -> tuple[list[Scorer], list[Confirmer]]:
-    """Build the first-tier scorers and the second-tier confirmers of ``config``."""
-    return build_scorers(config, metrics=metrics), judge.build_confirmers(config, metrics=metrics)
 
 
 async def _scoring(app: web.Application) -> AsyncIterator[None]:
