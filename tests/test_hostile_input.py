@@ -18,8 +18,8 @@ from google.rpc.status_pb2 import Status
 
 from exporter.config import Config
 from exporter.ingest.decode import MAX_ERROR_CHARS
-from exporter.ingest.http import MAX_LISTED_REJECTIONS
 from exporter.web import create_app
+from exporter.web.ingest import MAX_LISTED_REJECTIONS
 from exporter.web.keys import PIPELINE
 from tests.conftest import conversation
 from tests.support.app import Client, sample

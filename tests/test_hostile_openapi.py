@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, settings
 from schemathesis import BaseSchema, Case
 from schemathesis.checks import CHECKS, load_all_checks
 
-from exporter.ingest.http import MAX_LISTED_REJECTIONS
+from exporter.web.ingest import MAX_LISTED_REJECTIONS
 from exporter.web.pages import openapi_document
 from tests.support.daemon import Daemon, running_daemon
 

@@ -19,8 +19,8 @@ from aiohttp import ClientSession, web
 from aiohttp.test_utils import TestClient
 
 from exporter.config import Config
-from exporter.ingest import http as ingest_http
 from exporter.web import create_app
+from exporter.web import ingest as web_ingest
 from tests.conftest import conversation
 from tests.support.daemon import running_daemon
 
@@ -37,7 +37,7 @@ async def client(
     monkeypatch: pytest.MonkeyPatch,
 ) -> Client:
     """Start the real app on a loopback port, with a short body deadline."""
-    monkeypatch.setattr(ingest_http, "BODY_READ_TIMEOUT", DEADLINE)
+    monkeypatch.setattr(web_ingest, "BODY_READ_TIMEOUT", DEADLINE)
     return await aiohttp_client(create_app(make_config()))
 
 

@@ -24,15 +24,14 @@ from prometheus_client.aiohttp import make_aiohttp_handler
 
 from exporter import dataset
 from exporter.config.model import Config
-from exporter.ingest import otlp
-from exporter.ingest.http import IngestEndpoints
 from exporter.ingest.intake import Intake
 from exporter.metrics import Metrics
 from exporter.pipeline import Pipeline
 from exporter.sampling import LateSignalBuffer, Sampler
 from exporter.scoring import build_scoring
-from exporter.web import pages
+from exporter.web import pages, traces
 from exporter.web.guard import bearer_auth, json_errors, no_route
+from exporter.web.ingest import IngestEndpoints
 from exporter.web.keys import INTAKE, METRICS, PIPELINE, REGISTRY, STATE, AppState
 from exporter.web.reload import reload_config, reload_endpoint
 from exporter.web.status import STATUS, StatusBoard
@@ -91,10 +90,10 @@ def create_app(
     app.cleanup_ctx.append(_scoring)
     # After _scoring: contexts exit in reverse, so spans still buffered at shutdown are handed
     # to a pipeline that is still running.
-    traces = otlp.setup(app, config=config, intake=intake, metrics=metrics)
+    otlp = traces.setup(app, config=config, intake=intake, metrics=metrics)
     ingest = IngestEndpoints(intake=intake, metrics=metrics, server=config.server, state=app[STATE])
     _add_routes(
-        app, config, ingest=ingest, traces=traces, metrics_page=make_aiohttp_handler(registry)
+        app, config, ingest=ingest, traces=otlp, metrics_page=make_aiohttp_handler(registry)
     )
     return app
 

@@ -55,7 +55,7 @@ def _as_json(error: web.HTTPException) -> web.Response:
     for name in _KEPT_HEADERS:
         if name in error.headers:
             response.headers[name] = error.headers[name]
-    if error.keep_alive is False:  # the body was not read to its end (ingest.http.read_body)
+    if error.keep_alive is False:  # the body was not read to its end (web.ingest.read_body)
         response.force_close()
     return response
 
