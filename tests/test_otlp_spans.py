@@ -13,10 +13,10 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from exporter.exceptions import InvalidPayload
 from exporter.ingest.otlp import JSON, PROTOBUF, decode_request, extract, media_type
-from exporter.ingest.otlp._flat import openinference_messages, unflatten
-from exporter.ingest.otlp._messages import from_any, from_genai, from_openai, system
-from exporter.ingest.otlp._values import from_json, to_python
-from exporter.ingest.otlp._wire import encode_response, encode_status
+from exporter.ingest.otlp.flat import openinference_messages, unflatten
+from exporter.ingest.otlp.messages import from_any, from_genai, from_openai, system
+from exporter.ingest.otlp.values import from_json, to_python
+from exporter.ingest.otlp.wire import encode_response, encode_status
 from exporter.model import Message, ToolCall
 from tests.support.fake_agent import any_value, export_request, make_span
 

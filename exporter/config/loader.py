@@ -18,7 +18,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from exporter.config._build import build_config, merge
+from exporter.config.build import build_config, merge
 from exporter.config.model import (
     Config,
 )

@@ -5,11 +5,11 @@ conventions, grouped by conversation id (else by trace) in a bounded buffer, and
 conversation goes to the intake when its root span ends or it goes idle.
 """
 
-from exporter.ingest.otlp._assemble import assemble
-from exporter.ingest.otlp._buffer import Partial, PartialBuffer
-from exporter.ingest.otlp._receiver import ExportResult, TraceReceiver
-from exporter.ingest.otlp._spans import SpanRecord, ToolRun, extract
-from exporter.ingest.otlp._wire import (
+from exporter.ingest.otlp.assemble import assemble
+from exporter.ingest.otlp.buffer import Partial, PartialBuffer
+from exporter.ingest.otlp.receiver import ExportResult, TraceReceiver
+from exporter.ingest.otlp.spans import SpanRecord, ToolRun, extract
+from exporter.ingest.otlp.wire import (
     INVALID_ARGUMENT,
     JSON,
     PROTOBUF,

@@ -14,9 +14,9 @@ from typing import Any
 
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
-from exporter.ingest.otlp._flat import openinference_messages, openllmetry_messages
-from exporter.ingest.otlp._messages import from_any, from_openai, stringify, system
-from exporter.ingest.otlp._values import as_int, as_text, attributes, from_json
+from exporter.ingest.otlp.flat import openinference_messages, openllmetry_messages
+from exporter.ingest.otlp.messages import from_any, from_openai, stringify, system
+from exporter.ingest.otlp.values import as_int, as_text, attributes, from_json
 from exporter.model import Message
 
 __all__ = ["SpanRecord", "ToolRun", "ends_trace", "extract", "is_genai"]
