@@ -8,6 +8,8 @@ from them (``python -m exporter.model``), and a test keeps the two in step.
 from __future__ import annotations
 
 import datetime as dt
+import json
+import pathlib
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -99,10 +101,6 @@ class Conversation(msgspec.Struct, gc=False):
                 return message.text()
         return ""
 
-    def tool_messages(self) -> list[Message]:
-        """Return the tool results in order."""
-        return [m for m in self.messages if m.role == "tool"]
-
 
 class Feedback(msgspec.Struct, gc=False):
     """A late signal for a conversation already sent."""
@@ -134,9 +132,6 @@ def conversation_json_schema() -> dict[str, Any]:
 
 
 if __name__ == "__main__":  # pragma: no cover - regenerates the shipped schema file
-    import json
-    import pathlib
-
     target = pathlib.Path(__file__).parent / "schemas" / "conversation.schema.json"
     target.parent.mkdir(exist_ok=True)
     target.write_text(json.dumps(conversation_json_schema(), indent=2, sort_keys=True) + "\n")
