@@ -202,7 +202,7 @@ def wrk(
     return Load(float(rate.group(1)), cpu / int(total.group(1)) * 1e6)
 
 
-def conversation(index: int) -> dict[str, object]:
+def conversation(index: int) -> dict[str, Any]:
     """An ~800-byte conversation like the SPEC's example, with a distinct id."""
     return {
         "id": f"bench-{index:08d}",

@@ -19,7 +19,7 @@ import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import Any, NoReturn, TextIO
 
 from prometheus_client import CollectorRegistry
 
@@ -41,11 +41,11 @@ log = logging.getLogger("exporter")
 class _Parser(argparse.ArgumentParser):
     """An ArgumentParser that reports usage errors to our stderr and returns exit code 2."""
 
-    def __init__(self, *args: object, stderr: TextIO, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+    def __init__(self, *args: Any, stderr: TextIO, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self._stderr = stderr
 
-    def error(self, message: str) -> None:  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         self.print_usage(self._stderr)
         raise _UsageError(f"{self.prog}: error: {message}")
 

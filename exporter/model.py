@@ -18,6 +18,7 @@ __all__ = [
     "Conversation",
     "Feedback",
     "Message",
+    "Role",
     "ToolCall",
     "Usage",
     "conversation_json_schema",
@@ -25,6 +26,8 @@ __all__ = [
     "decode_feedback",
 ]
 
+#: A message's role, as OpenAI names them.
+Role = Literal["system", "developer", "user", "assistant", "tool"]
 _Id = Annotated[str, msgspec.Meta(min_length=1, max_length=512, description="Stable id.")]
 _Name = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 _NonNegative = Annotated[float, msgspec.Meta(ge=0)]
@@ -51,7 +54,7 @@ class ToolCall(msgspec.Struct, gc=False):
 class Message(msgspec.Struct, gc=False):
     """One chat message with an OpenAI-style role."""
 
-    role: Literal["system", "developer", "user", "assistant", "tool"]
+    role: Role
     content: str | list[dict[str, Any]] | None = None
     name: str | None = None
     tool_calls: list[ToolCall] | None = None

@@ -132,7 +132,9 @@ class TestStructure:
             AGENT_UID: ["datasource", "agent"],
         }
         assert all(v.get("multi") for v in overview["templating"]["list"][1:])
-        runbook = load_config(None).alerting.runbook_url  # type: ignore[union-attr]
+        alerting = load_config(None).alerting
+        assert alerting is not None
+        runbook = alerting.runbook_url
         for dashboard in (overview, agent):
             kinds = {
                 (link["type"], link.get("url") or tuple(link["tags"]))

@@ -78,7 +78,7 @@ def export(*argv: str) -> tuple[int, list[dict[str, Any]], str]:
     return code, lines, stderr.getvalue()
 
 
-TOOL_TURN = [
+TOOL_TURN: list[dict[str, Any]] = [
     {"role": "developer", "content": "Be brief."},
     {"role": "user", "content": "Hi"},
     {"role": "assistant", "content": "Hello, how can I help?"},

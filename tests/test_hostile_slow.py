@@ -43,9 +43,10 @@ async def client(
 
 @asynccontextmanager
 async def raw_connection(
-    port: int, head: bytes
+    port: int | None, head: bytes
 ) -> AsyncIterator[tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
     """Open a socket to the app and send ``head`` (request line, headers, part of a body)."""
+    assert port is not None, "the app is not listening"
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(head)
     await writer.drain()

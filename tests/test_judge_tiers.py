@@ -211,6 +211,7 @@ class TestConfirmerAlone:
         config = parse_config({**two_judges_document(fake), "pipeline": {"scorer_timeout": "1s"}})
         metrics = Metrics(config, CollectorRegistry())
         (confirmer,) = build_confirmers(config, metrics=metrics)
+        assert isinstance(confirmer, JudgeConfirmer)
         evaluation = Evaluation(talk("judge-score=1"), "support-bot", "base", {"coherence": 1.0})
         started = time.monotonic()
         try:

@@ -185,7 +185,7 @@ class TestAssembly:
         )
         chat = {"gen_ai.operation.name": "chat", "gen_ai.output.messages": answer}
 
-        def usage(*spans: Span) -> int | None:
+        def usage(*spans: Span) -> float | None:
             assembled = assemble(
                 key="k", conversation_id=None, records=list(records(list(spans))), service=None
             )

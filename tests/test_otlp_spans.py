@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Literal
 
 import pytest
 from google.protobuf import json_format
@@ -20,7 +21,8 @@ from exporter.ingest.otlp.wire import encode_response, encode_status
 from exporter.model import Message, ToolCall
 from tests.support.fake_agent import any_value, export_request, make_span
 
-_TEXT = st.text(st.characters(exclude_categories=("Cs",)))  # protobuf strings are valid UTF-8
+_SURROGATES: tuple[Literal["Cs"]] = ("Cs",)
+_TEXT = st.text(st.characters(exclude_categories=_SURROGATES))  # protobuf strings are valid UTF-8
 
 
 class TestValues:
