@@ -203,7 +203,7 @@ def wrk(
 
 
 def conversation(index: int) -> dict[str, Any]:
-    """An ~800-byte conversation like the SPEC's example, with a distinct id."""
+    """An ~800-byte conversation like docs/api.md's example, with a distinct id."""
     return {
         "id": f"bench-{index:08d}",
         "agent": "support-bot",

@@ -35,7 +35,7 @@ def evaluation(
     content: str = "Where is my order?",
     agent: str = "support-bot",
 ) -> Evaluation:
-    """Return an evaluation of the SPEC's example conversation, bad in task_completion."""
+    """Return an evaluation of docs/api.md's example conversation, bad in task_completion."""
     document = conversation(id=conversation_id, signals=signals or {})
     document["messages"][0]["content"] = content
     return Evaluation(

@@ -33,7 +33,7 @@ def record(
     time: dt.datetime = DAY,
     messages: list[dict[str, Any]] | None = None,
 ) -> Record:
-    """Return a record of the SPEC's example conversation."""
+    """Return a record of the example conversation of docs/api.md."""
     document = conversation(id=conversation_id, agent=agent)
     if messages is not None:
         document["messages"] = messages

@@ -54,7 +54,7 @@ async def post(
 
 
 def error_of(status: int, body: bytes) -> dict[str, Any]:
-    """Assert a 4xx with the SPEC's error body and return it."""
+    """Assert a 4xx with the error body of docs/api.md and return it."""
     assert 400 <= status < 500, (status, body[:300])
     document: dict[str, Any] = json.loads(body)
     assert set(document) == {"error", "detail"}

@@ -85,7 +85,7 @@ async def assert_served_quickly(client: Client) -> None:
 
 
 async def assert_cut_off(reader: asyncio.StreamReader, started: float) -> None:
-    """The stalled request gets the SPEC's 408 at the deadline, then the socket closes."""
+    """The stalled request gets a JSON 408 at the deadline, then the socket closes."""
     status, headers, body = await asyncio.wait_for(read_response(reader), 5)
     waited = time.monotonic() - started
     assert status == 408

@@ -330,7 +330,7 @@ class TestVerdict:
         assert Verdict(reason).sampled is sampled
 
     def test_reasons_match_the_metric_labels(self) -> None:
-        """The sampled reasons are the SPEC's labels of agent_quality_sampled_total."""
+        """The sampled reasons are the ``reason`` values docs/metrics.md lists for sampled_total."""
         assert {"base", "boost", "min_fill"} == SAMPLED_REASONS
 
 

@@ -25,7 +25,7 @@ _KEPT_HEADERS = ("Allow", "WWW-Authenticate", "Retry-After")
 
 
 def error_body(status: int, error: str, detail: object = None) -> web.Response:
-    """Return the SPEC's error response: ``{"error": ..., "detail": ...}``."""
+    """Return the error response of docs/api.md: ``{"error": ..., "detail": ...}``."""
     return web.json_response({"error": error, "detail": detail}, status=status)
 
 

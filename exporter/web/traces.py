@@ -2,8 +2,8 @@
 
 200 with an ExportTraceServiceResponse (partial success naming refused spans), 400 with a
 google.rpc.Status for a body that does not decode, 503 with Retry-After while draining, all in
-the request's encoding; 415 for other content types (with the SPEC's JSON error body, since
-there is no OTLP encoding to answer in).
+the request's encoding; 415 for other content types (with the JSON error body of docs/api.md,
+since there is no OTLP encoding to answer in).
 """
 
 from __future__ import annotations
