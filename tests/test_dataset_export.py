@@ -170,6 +170,7 @@ class TestInspectFormat:
 
     def test_inspect_loads_the_export(self, tmp_path: Path) -> None:
         """Inspect AI's own json_dataset reads the exported file into samples."""
+        # Imported by this test alone: inspect_ai takes about 2 s to import.
         from inspect_ai.dataset import json_dataset
         from inspect_ai.model import ChatMessageAssistant, ChatMessageTool
 
