@@ -4,9 +4,9 @@
 Exit codes: 0 ok, 1 runtime failure, 2 usage or config error.
 
 Three imports wait in the function of the subcommand that needs them, for start-up time alone
-(they hide no cycle): ``exporter.web`` (the daemon and the aiohttp server, about 0.4 s) for
-``run``, ``exporter.scoring`` (the scorers and the judges' HTTP client, about 0.15 s) for
-``check-config``, and ``exporter.generate`` (the generators and the Grafana SDK, about 0.06 s)
+(they hide no cycle): ``exporter.web`` (the daemon and the aiohttp server, about 0.2 s of CPU)
+for ``run``, ``exporter.scoring`` (the scorers and the judges' HTTP client, about 0.13 s) for
+``check-config``, and ``exporter.generate`` (the generators and the Grafana SDK, about 0.04 s)
 for ``generate``; ``--help`` and ``export-dataset`` load none of them.
 """
 
