@@ -44,7 +44,7 @@ EXAMPLE_CONVERSATION: dict[str, Any] = {
 
 
 def conversation(**changes: Any) -> dict[str, Any]:
-    """Return a copy of the SPEC's example conversation with ``changes`` applied."""
+    """Return a copy of docs/api.md's example conversation with ``changes`` applied."""
     document = copy.deepcopy(EXAMPLE_CONVERSATION)
     document.update(changes)
     return document

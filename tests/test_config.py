@@ -55,7 +55,7 @@ class TestDefault:
         """The config object cannot be changed by the code that reads it."""
         config = load_config()
         with pytest.raises(AttributeError):
-            config.agents = ()  # type: ignore[misc]
+            config.agents = ()  # type: ignore[misc]  # mypy refuses it too: that is the point
 
     def test_agent_labels_end_with_other(self) -> None:
         """Unlisted agents share the label value `other`."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import ssl
 import subprocess
 import sys
 import time
@@ -165,8 +166,6 @@ class TestCommandLine:
 class TestTls:
     def test_https_with_cert_and_key(self, tmp_path: Path) -> None:
         """With server.tls set the daemon speaks HTTPS only, with the given certificate."""
-        import ssl
-
         cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
         subprocess.run(
             [

@@ -9,6 +9,7 @@ import resource
 import signal
 import threading
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +17,19 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from exporter.config import Config, parse_config
-from exporter.dataset import DatasetWriter, ReadStats, SelectionPolicy, build_sink, read_records
+from exporter.config.model import DatasetConfig
+from exporter.dataset import (
+    DatasetWriter,
+    Provenance,
+    ReadStats,
+    SelectionPolicy,
+    build_sink,
+    read_records,
+)
 from exporter.dataset.dedup import IdFilter
 from exporter.dataset.reader import dataset_files
 from exporter.dataset.segments import ACTIVE_NAME, Segments, finished_name, trim_torn_tail
+from exporter.exceptions import ConfigError
 from exporter.metrics import Metrics
 from exporter.model import decode_conversation
 from exporter.types import Evaluation
@@ -35,7 +45,7 @@ def evaluation(
     content: str = "Where is my order?",
     agent: str = "support-bot",
 ) -> Evaluation:
-    """Return an evaluation of the SPEC's example conversation, bad in task_completion."""
+    """Return an evaluation of docs/api.md's example conversation, bad in task_completion."""
     document = conversation(id=conversation_id, signals=signals or {})
     document["messages"][0]["content"] = content
     return Evaluation(
@@ -91,9 +101,7 @@ class Harness:
         return sample(self.registry, name, **labels)
 
 
-def build_provenance(config: Config) -> Any:
-    from exporter.dataset import Provenance
-
+def build_provenance(config: Config) -> Provenance:
     return Provenance(exporter_version="test", config_digest=config.digest)
 
 
@@ -534,10 +542,6 @@ class TestConfig:
 
     def test_dataclass_defaults_match_default_yml(self) -> None:
         """DatasetConfig() (used when no config is loaded) says what default.yml says."""
-        from dataclasses import replace
-
-        from exporter.config.model import DatasetConfig
-
         loaded = parse_config({}).dataset
         assert replace(loaded, path=DatasetConfig().path) == DatasetConfig()
 
@@ -574,8 +578,6 @@ class TestConfig:
     )
     def test_errors_name_the_key(self, section: dict[str, Any], where: str) -> None:
         """Bad dataset settings fail at load, naming the JSON path."""
-        from exporter.exceptions import ConfigError
-
         with pytest.raises(ConfigError) as caught:
             parse_config({"dataset": section}, source="test.yml")
         assert caught.value.path == where

@@ -67,8 +67,7 @@ class TestLinks:
     def test_the_spec_is_not_cited(self) -> None:
         """Users never see the contract's source: pages cite docs/, never a SPEC."""
         for page in PAGES:
-            if page.name != "design.md":  # issue 18 rewrites its citations
-                assert "SPEC" not in page.read_text(), page.name
+            assert "SPEC" not in page.read_text(), page.name
 
 
 class TestReadmeShowsTheProgram:

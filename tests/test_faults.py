@@ -39,7 +39,7 @@ MAX_INGEST_SECONDS = 5.0
 
 
 def plain(conversation_id: str, agent: str) -> dict[str, Any]:
-    """Return the SPEC example under a new id and agent."""
+    """Return the example conversation of docs/api.md under a new id and agent."""
     return conversation(id=conversation_id, agent=agent)
 
 

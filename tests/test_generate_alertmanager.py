@@ -33,7 +33,7 @@ def inhibited(manager: Alertmanager, deadline: float = 60.0) -> dict[tuple[str, 
     """Return {(alertname, severity, agent, dimension): inhibited?} once all four are known."""
     end = time.monotonic() + deadline
     while True:
-        held = {
+        held: dict[tuple[str, ...], bool] = {
             (
                 a["labels"]["alertname"],
                 a["labels"]["severity"],

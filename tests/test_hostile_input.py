@@ -18,8 +18,8 @@ from google.rpc.status_pb2 import Status
 
 from exporter.config import Config
 from exporter.ingest.decode import MAX_ERROR_CHARS
-from exporter.ingest.http import MAX_LISTED_REJECTIONS
 from exporter.web import create_app
+from exporter.web.ingest import MAX_LISTED_REJECTIONS
 from exporter.web.keys import PIPELINE
 from tests.conftest import conversation
 from tests.support.app import Client, sample
@@ -54,13 +54,13 @@ async def post(
 
 
 def error_of(status: int, body: bytes) -> dict[str, Any]:
-    """Assert a 4xx with the SPEC's error body and return it."""
+    """Assert a 4xx with the error body of docs/api.md and return it."""
     assert 400 <= status < 500, (status, body[:300])
-    document = json.loads(body)
+    document: dict[str, Any] = json.loads(body)
     assert set(document) == {"error", "detail"}
     assert isinstance(document["error"], str)
     assert document["error"]
-    return document  # type: ignore[no-any-return]
+    return document
 
 
 def dumps(document: object) -> bytes:

@@ -1,7 +1,7 @@
 """Property-based hostile input: arbitrary bodies and content types against one running app.
 
 Every example is sent to the same app (the daemon must survive all of them in a row). After
-each: no 5xx was seen, every 4xx of ours had the SPEC's error body, a valid conversation is
+each: no 5xx was seen, every 4xx of ours had the error body of docs/api.md, a valid conversation is
 still accepted, and the accounting adds up.
 """
 

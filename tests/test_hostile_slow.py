@@ -22,8 +22,8 @@ from aiohttp import ClientSession, web
 from aiohttp.test_utils import TestClient
 
 from exporter.config import Config
-from exporter.ingest import http as ingest_http
 from exporter.web import create_app
+from exporter.web import ingest as web_ingest
 from tests.conftest import conversation
 from tests.support.daemon import running_daemon
 
@@ -41,15 +41,16 @@ async def client(
     monkeypatch: pytest.MonkeyPatch,
 ) -> Client:
     """Start the real app on a loopback port, with a short body deadline."""
-    monkeypatch.setattr(ingest_http, "BODY_READ_TIMEOUT", DEADLINE)
+    monkeypatch.setattr(web_ingest, "BODY_READ_TIMEOUT", DEADLINE)
     return await aiohttp_client(create_app(make_config()))
 
 
 @asynccontextmanager
 async def raw_connection(
-    port: int, head: bytes
+    port: int | None, head: bytes
 ) -> AsyncIterator[tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
     """Open a socket to the app and send ``head`` (request line, headers, part of a body)."""
+    assert port is not None, "the app is not listening"
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(head)
     await writer.drain()
@@ -102,7 +103,7 @@ def answer_of(reader: asyncio.StreamReader) -> asyncio.Task[Response]:
 async def assert_cut_off(
     reader: asyncio.StreamReader, answer: asyncio.Task[Response], started: float
 ) -> None:
-    """The stalled request gets the SPEC's 408 from our body deadline, then the socket closes."""
+    """The stalled request gets the JSON 408 from our body deadline, then the socket closes."""
     status, headers, body = await asyncio.wait_for(answer, 60)
     waited = time.monotonic() - started
     assert status == 408

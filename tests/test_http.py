@@ -113,7 +113,7 @@ class TestErrors:
     async def test_malformed_json_is_400(
         self, client_for: MakeClient, body: bytes, where: str
     ) -> None:
-        """Malformed JSON gets 400 with the SPEC's error body."""
+        """Malformed JSON gets 400 with the error body of docs/api.md."""
         client = await client_for()
         response = await client.post(
             "/v1/conversations", data=body, headers={"Content-Type": "application/json"}

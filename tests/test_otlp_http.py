@@ -180,7 +180,7 @@ class TestErrors:
         assert sample(client, "agent_quality_scored_total", agent="support-bot") == 2
 
     async def test_unsupported_content_type_is_415(self, client_for: MakeClient) -> None:
-        """Neither protobuf nor JSON: 415 with the SPEC's JSON error body."""
+        """Neither protobuf nor JSON: 415 with the JSON error body of docs/api.md."""
         client = await client_for()
         response = await client.post(
             "/v1/traces", data=b"x", headers={"Content-Type": "text/plain"}

@@ -107,10 +107,10 @@ class TestHttpReload:
         """Start the app on a config file listing one agent; return it with the file."""
 
         async def started(
-            config: dict[str, Any] | None = None, **flags: bool
+            config: dict[str, Any] | None = None, *, lifecycle_api: bool = False
         ) -> tuple[Client, Path]:
             path = write(tmp_path / "config.yml", config or {"agents": ["support-bot"]})
-            app = create_app(load_config(path), config_file=str(path), **flags)
+            app = create_app(load_config(path), config_file=str(path), lifecycle_api=lifecycle_api)
             return await aiohttp_client(app), path
 
         return started

@@ -21,7 +21,7 @@ import contextlib
 import random
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -225,7 +225,7 @@ def wait_for_scores(scale: ScaleOut) -> None:
     time.sleep(max(2 * INTERVAL, scale.ready_at + MIN_AGE - time.monotonic()))
 
 
-def recorded_all(scale: ScaleOut, expected: dict[Pair, float]) -> bool:
+def recorded_all(scale: ScaleOut, expected: Mapping[Pair, float]) -> bool:
     """Say whether both Prometheus' recorded counts reach every expected count."""
     for prometheus in (scale.pair, scale.single):
         recorded = by_pair(prometheus, Record.count(WINDOW))

@@ -16,6 +16,7 @@ import msgspec
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client import CollectorRegistry
 
 from exporter.config import Config, load_config
 from exporter.metrics import Metrics
@@ -59,8 +60,6 @@ def _evaluation(
 
 
 def _board(config: Config, clock: Clock, **sizes: int) -> StatusBoard:
-    from prometheus_client import CollectorRegistry
-
     metrics = Metrics(config, CollectorRegistry())
     return StatusBoard(config, metrics=metrics, clock=clock, bucket_seconds=10, **sizes)
 

@@ -20,7 +20,7 @@ from typing import Any, cast
 import jsonschema
 import yaml
 
-from exporter.config._build import build_config, merge
+from exporter.config.build import build_config, merge
 from exporter.config.model import (
     Config,
 )

@@ -1,6 +1,6 @@
 """Alerts about the exporter itself: down or absent, blind, dropping, failing, saturated.
 
-They carry ``severity`` and no ``dimension`` (SPEC). Being blind (down, absent, evaluating
+They carry ``severity`` and no ``dimension``. Being blind (down, absent, evaluating
 nothing) pages: every quality alert is silent then, and silence must not look like health.
 """
 

@@ -25,21 +25,19 @@ from prometheus_client.aiohttp import make_aiohttp_handler
 from exporter import dataset
 from exporter.config.model import Config
 from exporter.config.secrets import resolve_secrets
-from exporter.ingest import otlp
-from exporter.ingest.http import IngestEndpoints
 from exporter.ingest.intake import Intake
 from exporter.metrics import Metrics
 from exporter.pipeline import Pipeline
 from exporter.sampling import LateSignalBuffer, Sampler
-from exporter.scoring import build_scorers, judge
-from exporter.types import Confirmer, Scorer
-from exporter.web import pages
+from exporter.scoring import build_scoring
+from exporter.web import pages, traces
 from exporter.web.guard import bearer_auth, json_errors, no_route
+from exporter.web.ingest import IngestEndpoints
 from exporter.web.keys import INTAKE, METRICS, PIPELINE, REGISTRY, STATE, AppState
 from exporter.web.reload import reload_config, reload_endpoint
 from exporter.web.status import STATUS, StatusBoard
 
-__all__ = ["build_scoring", "create_app", "serve"]
+__all__ = ["create_app", "serve"]
 
 log = logging.getLogger(__name__)
 
@@ -95,10 +93,10 @@ def create_app(
     app.cleanup_ctx.append(_scoring)
     # After _scoring: contexts exit in reverse, so spans still buffered at shutdown are handed
     # to a pipeline that is still running.
-    traces = otlp.setup(app, config=config, intake=intake, metrics=metrics)
+    otlp = traces.setup(app, config=config, intake=intake, metrics=metrics)
     ingest = IngestEndpoints(intake=intake, metrics=metrics, server=config.server, state=app[STATE])
     _add_routes(
-        app, config, ingest=ingest, traces=traces, metrics_page=make_aiohttp_handler(registry)
+        app, config, ingest=ingest, traces=otlp, metrics_page=make_aiohttp_handler(registry)
     )
     return app
 
@@ -135,11 +133,6 @@ def _add_routes(
             app.router.add_route(method, path, json_errors(handler))
     # Last: what no route above takes gets a JSON 404 or 405 instead of aiohttp's plain text.
     app.router.add_route("*", "/{path:.*}", no_route)
-
-
-def build_scoring(config: Config, *, metrics: Metrics) -> tuple[list[Scorer], list[Confirmer]]:
-    """Build the first-tier scorers and the second-tier confirmers of ``config``."""
-    return build_scorers(config, metrics=metrics), judge.build_confirmers(config, metrics=metrics)
 
 
 async def _scoring(app: web.Application) -> AsyncIterator[None]:

@@ -25,7 +25,7 @@ _KEPT_HEADERS = ("Allow", "WWW-Authenticate", "Retry-After")
 
 
 def error_body(status: int, error: str, detail: object = None) -> web.Response:
-    """Return the SPEC's error response: ``{"error": ..., "detail": ...}``."""
+    """Return the error response of docs/api.md: ``{"error": ..., "detail": ...}``."""
     return web.json_response({"error": error, "detail": detail}, status=status)
 
 
@@ -55,7 +55,7 @@ def _as_json(error: web.HTTPException) -> web.Response:
     for name in _KEPT_HEADERS:
         if name in error.headers:
             response.headers[name] = error.headers[name]
-    if error.keep_alive is False:  # the body was not read to its end (ingest.http.read_body)
+    if error.keep_alive is False:  # the body was not read to its end (web.ingest.read_body)
         response.force_close()
     return response
 

@@ -12,6 +12,7 @@ from aiohttp import web
 from exporter._version import __version__
 from exporter.config.model import Config
 from exporter.model import Conversation, Feedback
+from exporter.web.ingest import MAX_LISTED_REJECTIONS
 from exporter.web.keys import METRICS, PIPELINE, STATE
 from exporter.web.status import STATUS
 from exporter.web.status_page import render_status
@@ -136,8 +137,7 @@ def _accepted_response() -> dict[str, Any]:
             name: {"type": "integer", "minimum": 0}
             for name in ("accepted", "sampled", "dropped", "rejected_count")
         }
-        # maxItems: exporter.ingest.http.MAX_LISTED_REJECTIONS (importing it here is circular).
-        | {"rejected": {"type": "array", "items": rejection, "maxItems": 100}},
+        | {"rejected": {"type": "array", "items": rejection, "maxItems": MAX_LISTED_REJECTIONS}},
     }
     return {"description": "Accepted; scoring happens later.", "content": _json(counts)}
 

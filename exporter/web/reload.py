@@ -17,7 +17,7 @@ from aiohttp import web
 
 from exporter.config import Config, load_config, resolve_secrets
 from exporter.exceptions import ConfigError
-from exporter.scoring import judge
+from exporter.scoring import build_scoring, judge
 from exporter.web.guard import error_body
 from exporter.web.keys import INTAKE, METRICS, PIPELINE, STATE
 from exporter.web.status import STATUS
@@ -77,8 +77,6 @@ def _reload(app: web.Application, path: str | None) -> ConfigError | None:
         _refuse_restart_only(state.config, config)
         metrics.extend(config)
         with judge.fresh_clients(metrics):
-            from exporter.web.app import build_scoring  # app imports this module
-
             scorers, confirmers = build_scoring(config, metrics=metrics)
     except ConfigError as error:
         metrics.config_reload_successful.set(0)

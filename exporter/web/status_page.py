@@ -15,8 +15,8 @@ from prometheus_client.registry import Collector
 
 from exporter._version import __version__
 from exporter.config.model import Config, Dimension
-from exporter.generate.grafana import AGENT_UID
 from exporter.metrics import PREFIX, Metrics
+from exporter.names import AGENT_UID
 from exporter.web.status import FlagRecord, Series, StatusBoard
 
 __all__ = ["level", "render_status", "sparkline"]

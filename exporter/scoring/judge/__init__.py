@@ -1,9 +1,9 @@
 """LLM-as-judge: first-tier ``llm_judge`` scorers and the second-tier confirmer.
 
-Importing this package registers the ``llm_judge`` scorer type.
+``exporter.scoring`` builds them from the config with ``make_judge_scorer`` and
+``build_confirmers``; nothing here imports the rest of ``exporter.scoring``.
 """
 
-from exporter.scoring import register_metered_scorer_type
 from exporter.scoring.judge._breaker import BreakerState, CircuitBreaker
 from exporter.scoring.judge._budget import DailyBudget
 from exporter.scoring.judge._build import (
@@ -55,5 +55,3 @@ __all__ = [
     "rubric_for",
     "shipped_rubrics",
 ]
-
-register_metered_scorer_type("llm_judge", make_judge_scorer)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
 
 import msgspec
 from aiohttp import web
@@ -15,9 +14,7 @@ from exporter.ingest.intake import Counts, Intake
 from exporter.metrics import Metrics
 from exporter.model import decode_feedback
 from exporter.web.guard import error_body
-
-if TYPE_CHECKING:  # exporter.web imports this module through its app factory
-    from exporter.web.keys import AppState
+from exporter.web.keys import AppState
 
 __all__ = ["IngestEndpoints", "read_body"]
 

@@ -21,8 +21,10 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from exporter.exceptions import InvalidPayload
 
 __all__ = [
+    "INVALID_ARGUMENT",
     "JSON",
     "PROTOBUF",
+    "UNAVAILABLE",
     "decode_request",
     "encode_response",
     "encode_status",
