@@ -85,7 +85,11 @@ def create_app(
         ),
         pipeline=pipeline,
     )
-    app = web.Application(client_max_size=config.server.max_body_bytes)
+    # auto_decompress off: exporter.web.body inflates in bounded steps (a gzip bomb inflated
+    # by aiohttp held over 100 MB), and answers an unknown Content-Encoding itself.
+    app = web.Application(
+        client_max_size=config.server.max_body_bytes, handler_args={"auto_decompress": False}
+    )
     app[METRICS], app[REGISTRY] = metrics, registry
     state = AppState(config, config_file=config_file, lifecycle_api=lifecycle_api)
     app[INTAKE], app[PIPELINE], app[STATE] = intake, pipeline, state
