@@ -22,8 +22,8 @@ from aiohttp import ClientSession, web
 from aiohttp.test_utils import TestClient
 
 from exporter.config import Config
-from exporter.web import create_app
 from exporter.web import body as web_body
+from exporter.web import create_app
 from tests.conftest import conversation
 from tests.support.daemon import running_daemon
 
