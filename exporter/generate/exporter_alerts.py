@@ -142,7 +142,7 @@ def exporter_alerts(config: Config, alerting: AlertingConfig) -> tuple[AlertingR
             summary="Scorer {{ $labels.scorer }} fails",
             description=(
                 "{{ $value | humanizePercentage }} of scorer {{ $labels.scorer }}'s runs "
-                f"ended in an error or a timeout: over {rate} for {window_name(settings.for_)}, "
+                f"ended in an error or a timeout: over {rate} for {_span(settings.for_)}, "
                 f"or nearly every run for {window_name(_OUTAGE_WINDOW + _OUTAGE_FOR)}."
             ),
         ),
@@ -193,7 +193,7 @@ def exporter_alerts(config: Config, alerting: AlertingConfig) -> tuple[AlertingR
                 description=(
                     "{{ $value | humanizePercentage }} of the verdicts asked of judge "
                     f"{{{{ $labels.judge }}}} failed: over {rate} for "
-                    f"{window_name(settings.for_)}, or nearly every one for "
+                    f"{_span(settings.for_)}, or nearly every one for "
                     f"{window_name(_OUTAGE_WINDOW + _OUTAGE_FOR)}, or its circuit breaker "
                     "is open (100%)."
                 ),
@@ -217,14 +217,22 @@ def _failing(counter: str, *, by: str, failed: str, ratio: float, sustained: flo
             f"/\n(sum by ({by}) (increase({counter}[{name}])) > 0)"
         )
 
-    held = max(sustained - _OUTAGE_FOR, EXPORTER_WINDOW)
+    held = sustained - _OUTAGE_FOR
+    if held >= 60:
+        often = f"min_over_time((\n{_indent(share(EXPORTER_WINDOW))}\n)[{window_name(held)}:1m])"
+    else:  # `for` is a minute or less: the rule's own `for` holds it
+        often = f"(\n{_indent(share(EXPORTER_WINDOW))}\n)"
     outage = window_name(_OUTAGE_WINDOW)
     return (
-        f"min_over_time((\n{_indent(share(EXPORTER_WINDOW))}\n)[{window_name(held)}:1m])"
-        f" > {ratio:.6g}\nor\n(\n{_indent(share(_OUTAGE_WINDOW))}\n  >= {_OUTAGE_RATIO:.6g}\n"
+        f"{often} > {ratio:.6g}\nor\n(\n{_indent(share(_OUTAGE_WINDOW))}\n"
+        f"  >= {_OUTAGE_RATIO:.6g}\n"
         f"  and on ({by}) sum by ({by}) (increase({counter}{{{failed}}}[{outage}]))"
         f" >= {_OUTAGE_FAILURES}\n)"
     )
+
+
+def _span(seconds: float) -> str:
+    return window_name(seconds) if seconds else "0s"  # alerting.exporter.for may be 0
 
 
 def _indent(text: str) -> str:

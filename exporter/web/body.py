@@ -1,10 +1,11 @@
 """Request bodies: the Content-Encoding undone in bounded steps, the size limit, the deadline.
 
-aiohttp's own decompression is off (``handler_args`` in ``exporter.web.app``): it inflates a
-compressed body 16 MiB at a time into a stream that buffers twice that, so one gzip bomb of
-200 KB held over 100 MB (docs/api.md#limits). Here the body is inflated 64 KiB at a time and
-reading stops at the limit, so a body costs at most ``max_bytes`` plus one step, and nothing of
-it outlives the request: a refusal is raised from a frame that holds no buffer.
+aiohttp's own decompression is off (``handler_args`` in ``exporter.web.app``): it inflated a
+compressed body 16 MiB at a time into a stream that buffers twice that, and one 200 KB gzip
+bomb held 118 MB until a full garbage collection (docs/design.md, "Request bodies"). Here the
+body is inflated 64 KiB at a time and reading stops at the limit, so a body costs at most
+``max_bytes`` plus one step, and nothing of it outlives the request: a refusal is raised from
+a frame that holds no buffer.
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ class Inflater:
     def finish(self) -> None:
         """Raise ``zlib.error`` if the stream stopped before its end (a truncated body)."""
         if self._stream is not None and not self._stream.eof:
-            raise zlib.error("the compressed stream ends before its end")
+            raise zlib.error("the stream is cut short: it stops before its end marker")
 
 
 def content_coding(request: web.Request) -> str:
