@@ -84,7 +84,9 @@ class Inflater:
 
 def content_coding(request: web.Request) -> str:
     """Return ``identity``, ``gzip`` or ``deflate``; raise a 415 naming them for another."""
-    given = request.headers.get("Content-Encoding", "")
+    given = request.headers.get("Content-Encoding")
+    if given is None:  # most requests: nothing more to look at
+        return "identity"
     coding = _ALIASES.get(given.strip().lower())
     if coding is None:
         taken = ", ".join(ENCODINGS)
