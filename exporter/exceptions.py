@@ -76,4 +76,12 @@ class GenerateError(ExporterError):
 
 
 class ScorerError(ExporterError):
-    """A scorer could not produce a result (bad output from a judge, a broken plugin)."""
+    """A scorer could not produce a result (bad output from a judge, a broken plugin).
+
+    ``kind`` names the kind of failure in a few words (``HTTP 400``, ``timeout``): the log
+    has the first failure of each kind at once, and the rest of a kind throttled.
+    """
+
+    def __init__(self, message: str, *, kind: str | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind or type(self).__name__

@@ -337,12 +337,50 @@ class TestWriter:
     async def test_pending_is_bounded(
         self, harness: Callable[..., Harness], tmp_path: Path
     ) -> None:
-        """Beyond max_pending_records new records are dropped and counted."""
+        """Beyond max_pending_records new records are dropped and counted.
+
+        The directory cannot be created (a file is in the way), so nothing leaves.
+        """
+        (tmp_path / "ds").write_text("in the way")
         h = harness(dataset_config(tmp_path / "ds", flush_interval="1h", max_pending_records=3))
         for number in range(5):
             await h.writer.handle(evaluation(f"c-{number}"))
+        await asyncio.sleep(0.2)  # whatever the woken writer tries, it cannot write
         assert h.value("dataset_pending_records") == 3
         assert h.value("dataset_dropped_records_total", reason="backlog_full") == 2
+
+    async def test_a_tenth_of_the_bound_waiting_is_written_at_once(
+        self, harness: Callable[..., Harness], tmp_path: Path
+    ) -> None:
+        """Records wait for the interval (here an hour) only while fewer than a tenth of
+        max_pending_records: then the writer wakes, so a burst lands as fast as the disk goes.
+        """
+        h = harness(dataset_config(tmp_path / "ds", flush_interval="1h", max_pending_records=100))
+        for number in range(9):
+            await h.writer.handle(evaluation(f"c-{number}"))
+        await asyncio.sleep(0.3)
+        assert h.value("dataset_records_total", agent="support-bot") == 0
+        for number in range(9, 40):
+            await h.writer.handle(evaluation(f"c-{number}"))
+        for _ in range(600):
+            if h.value("dataset_records_total", agent="support-bot") == 40:
+                break
+            await asyncio.sleep(0.01)
+        assert h.value("dataset_records_total", agent="support-bot") == 40
+        assert h.value("dataset_pending_records") == 0
+
+    async def test_a_failing_disk_is_retried_on_the_interval_only(
+        self, harness: Callable[..., Harness], tmp_path: Path
+    ) -> None:
+        """Records piling up on a broken directory do not make the writer retry per record."""
+        (tmp_path / "ds").write_text("in the way")
+        h = harness(dataset_config(tmp_path / "ds", flush_interval="1h", max_pending_records=100))
+        for number in range(90):
+            await h.writer.handle(evaluation(f"c-{number}"))
+            if number % 10 == 0:
+                await asyncio.sleep(0.02)  # let the woken writer fail
+        assert h.value("dataset_write_errors_total", reason="io") == 1
+        assert h.value("dataset_pending_records") == 90
 
     async def test_disabled_builds_no_sink(self) -> None:
         """The default config has the dataset off: no writer, no thread, no directory."""

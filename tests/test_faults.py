@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import itertools
+import logging
 import threading
 import time
 import urllib.request
@@ -20,9 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.logs import Throttle
+from exporter.logs import FailureLog, Throttle
+from exporter.scoring.judge import JudgeFailed
 from tests.conftest import conversation
 from tests.support.daemon import Daemon, free_port, running_daemon
 from tests.support.fake_openai import FakeOpenAI
@@ -361,3 +364,41 @@ class TestThrottle:
         now[0] = 60.0
         assert throttle.allow("scorer judge") == 3
         assert throttle.allow("scorer judge") is None
+
+
+class TestFailureLog:
+    def test_first_of_each_kind_at_once_then_one_a_minute(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A new kind of failure is logged at once, even inside another kind's interval."""
+        now = [0.0]
+        failures = FailureLog(
+            logging.getLogger("test.failures"), interval=60.0, clock=lambda: now[0]
+        )
+        timeout = JudgeFailed("no answer within 20s (4 attempts)", judge="fast", kind="timeout")
+        refused = JudgeFailed("HTTP 401: Incorrect API key provided", judge="fast", kind="HTTP 401")
+        with caplog.at_level(logging.WARNING, logger="test.failures"):
+            for _ in range(5):
+                failures.failed("scorer judge", timeout, where=" on 'c-1'")
+            failures.failed("scorer judge", refused, where=" on 'c-2'")
+            failures.failed("scorer judge", refused, where=" on 'c-3'")
+            now[0] = 61.0
+            failures.failed("scorer judge", timeout, where=" on 'c-4'")
+        assert [record.getMessage() for record in caplog.records] == [
+            "scorer judge failed on 'c-1': judge fast: no answer within 20s (4 attempts)",
+            "scorer judge failed on 'c-2': judge fast: HTTP 401: Incorrect API key provided",
+            "scorer judge failed on 'c-4': judge fast: no answer within 20s (4 attempts) "
+            "(4 more failures of this kind since the last report)",
+        ]
+        assert all(record.levelno == logging.WARNING for record in caplog.records)
+
+    def test_kind_is_the_class_name_for_other_errors(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A plugin's own exception is a kind of its own."""
+        failures = FailureLog(logging.getLogger("test.failures"), interval=60.0)
+        with caplog.at_level(logging.WARNING, logger="test.failures"):
+            failures.failed("scorer plugin", ValueError("bad"))
+            failures.failed("scorer plugin", KeyError("x"))
+            failures.failed("scorer plugin", ValueError("bad again"))
+        assert len(caplog.records) == 2

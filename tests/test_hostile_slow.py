@@ -22,8 +22,8 @@ from aiohttp import ClientSession, web
 from aiohttp.test_utils import TestClient
 
 from exporter.config import Config
+from exporter.web import body as web_body
 from exporter.web import create_app
-from exporter.web import ingest as web_ingest
 from tests.conftest import conversation
 from tests.support.daemon import running_daemon
 
@@ -41,7 +41,7 @@ async def client(
     monkeypatch: pytest.MonkeyPatch,
 ) -> Client:
     """Start the real app on a loopback port, with a short body deadline."""
-    monkeypatch.setattr(web_ingest, "BODY_READ_TIMEOUT", DEADLINE)
+    monkeypatch.setattr(web_body, "BODY_READ_TIMEOUT", DEADLINE)
     return await aiohttp_client(create_app(make_config()))
 
 
@@ -101,17 +101,28 @@ def answer_of(reader: asyncio.StreamReader) -> asyncio.Task[Response]:
 
 
 async def assert_cut_off(
-    reader: asyncio.StreamReader, answer: asyncio.Task[Response], started: float
+    reader: asyncio.StreamReader,
+    answer: asyncio.Task[Response],
+    started: float,
+    path: str = "/v1/conversations",
 ) -> None:
-    """The stalled request gets the JSON 408 from our body deadline, then the socket closes."""
+    """The stalled request gets the 408 from our body deadline, then the socket closes.
+
+    JSON error body, or on /v1/traces a google.rpc.Status (here in JSON, as the request was).
+    """
     status, headers, body = await asyncio.wait_for(answer, 60)
     waited = time.monotonic() - started
     assert status == 408
     assert headers["connection"] == "close"
     document = json.loads(body)
-    assert set(document) == {"error", "detail"}
+    if path == "/v1/traces":
+        assert document["code"] == 4  # DEADLINE_EXCEEDED
+        message = document["message"]
+    else:
+        assert set(document) == {"error", "detail"}
+        message = document["detail"]
     # The deadline's own message: not aiohttp's, nor a keep-alive timeout's.
-    assert document["detail"] == f"the body did not arrive within {DEADLINE:g}s of the headers"
+    assert message == f"the body did not arrive within {DEADLINE:g}s of the headers"
     assert waited >= DEADLINE * 0.8  # never before the deadline (0.8: clock granularity)
     # Closed at once: aiohttp's lingering would read on for 10 s. The client may still be
     # sending, and then the close is a reset; either way the server is done with it.
@@ -128,7 +139,7 @@ class TestStalledBody:
         async with raw_connection(client.port, head) as (reader, _):
             answer = answer_of(reader)
             await assert_served_meanwhile(client, answer)
-            await assert_cut_off(reader, answer, started)
+            await assert_cut_off(reader, answer, started, path)
         await assert_served(client)
 
     async def test_a_byte_at_a_time_is_still_cut_off(self, client: Client) -> None:

@@ -371,6 +371,37 @@ class TestCircuitBreaker:
             await judge.score()
         assert len(fake.requests()) == 2
 
+    async def test_a_4xx_on_every_request_opens_it(
+        self, fake: FakeOpenAI, make_judge: Callable[..., Judge]
+    ) -> None:
+        """A wrong model name (HTTP 400 from LiteLLM and others) is a broken endpoint too."""
+        fake.behave(MODEL, {"status": 400, "error": "Invalid model name passed in model=judge-a"})
+        judge = make_judge(breaker={"failures": 3, "cooldown": "1h"})
+        for _ in range(3):
+            with pytest.raises(JudgeFailed) as caught:
+                await judge.score()
+            assert caught.value.kind == "HTTP 400"
+            assert "Invalid model name passed in model=judge-a" in str(caught.value)
+        with pytest.raises(BreakerOpen):
+            await judge.score()
+        assert len(fake.requests()) == 3  # a 4xx is not retried
+        assert judge.value("agent_quality_judge_breaker_open") == 1
+
+    async def test_a_4xx_now_and_then_does_not(
+        self, fake: FakeOpenAI, make_judge: Callable[..., Judge]
+    ) -> None:
+        """A 4xx about one request (a content filter) between good answers opens nothing."""
+        refused = {"status": 400, "error": "The response was filtered (content_filter)"}
+        fake.behave(MODEL, script=[refused, {}, refused, {}, refused, {}, refused])
+        judge = make_judge(breaker={"failures": 2, "cooldown": "1h"})
+        for attempt in range(7):
+            if attempt % 2:
+                assert (await judge.score()).scores == {"coherence": 4.0}
+            else:
+                with pytest.raises(JudgeFailed):
+                    await judge.score()
+        assert judge.value("agent_quality_judge_breaker_opened_total") == 0
+
     async def test_closes_after_a_good_trial(
         self, fake: FakeOpenAI, make_judge: Callable[..., Judge]
     ) -> None:

@@ -33,6 +33,7 @@ from exporter.metrics._collectors import (
 __all__ = [
     "DATASET_DROP_REASONS",
     "DATASET_ERROR_REASONS",
+    "HTTP_ERROR_REASONS",
     "JUDGE_VERDICTS",
     "MAX_FLAG_VALUES",
     "OTLP_DROP_REASONS",
@@ -74,6 +75,11 @@ OTLP_DROP_REASONS = ("otlp_buffer_full", "otlp_no_messages", "otlp_invalid")
 DATASET_ERROR_REASONS = ("no_space", "permission", "locked", "io")
 #: Why a selected record was lost: too many waiting (disk down), unencodable, left at shutdown.
 DATASET_DROP_REASONS = ("backlog_full", "encode", "shutdown")
+
+#: Why a request was refused before any route saw it: aiohttp's parser could not read it
+#: (`too_long`: a request line or header over its limit; `bad_method`: mostly TLS or another
+#: protocol on the HTTP port), or the server failed on it (`internal`).
+HTTP_ERROR_REASONS = ("malformed", "too_long", "bad_method", "internal")
 
 _SCORER_DURATION_BUCKETS = (0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
@@ -117,6 +123,11 @@ class Metrics:
             "rejected", "Ingested items rejected, by endpoint and reason.", ("endpoint", "reason")
         )
         self.feedback = loop_counter("feedback", "Late feedback signals by outcome.", ("outcome",))
+        self.http_errors = counter(
+            "http_errors",
+            "Requests refused before any route saw them (malformed HTTP), by reason.",
+            ("reason",),
+        )
         self.otlp_spans = counter("otlp_spans", "OTLP spans received, by outcome.", ("outcome",))
         self.otlp_conversations = counter(
             "otlp_conversations",
@@ -234,6 +245,8 @@ class Metrics:
                     self.evaluations.labels(agent, scorer.name, outcome)
         for reason in ("queue_full", "daily_budget", "shutdown", *OTLP_DROP_REASONS):
             self.dropped.labels(reason)
+        for reason in HTTP_ERROR_REASONS:
+            self.http_errors.labels(reason)
         for outcome in OTLP_SPAN_OUTCOMES:
             self.otlp_spans.labels(outcome)
         for trigger in OTLP_TRIGGERS:

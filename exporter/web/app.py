@@ -34,6 +34,7 @@ from exporter.web import pages, traces
 from exporter.web.guard import bearer_auth, json_errors, no_route
 from exporter.web.ingest import IngestEndpoints
 from exporter.web.keys import INTAKE, METRICS, PIPELINE, REGISTRY, STATE, AppState
+from exporter.web.protocol import MalformedRequests, Runner
 from exporter.web.reload import reload_config, reload_endpoint
 from exporter.web.status import STATUS, StatusBoard
 
@@ -85,7 +86,11 @@ def create_app(
         ),
         pipeline=pipeline,
     )
-    app = web.Application(client_max_size=config.server.max_body_bytes)
+    # auto_decompress off: exporter.web.body inflates in bounded steps (a gzip bomb inflated
+    # by aiohttp held over 100 MB), and answers an unknown Content-Encoding itself.
+    app = web.Application(
+        client_max_size=config.server.max_body_bytes, handler_args={"auto_decompress": False}
+    )
     app[METRICS], app[REGISTRY] = metrics, registry
     state = AppState(config, config_file=config_file, lifecycle_api=lifecycle_api)
     app[INTAKE], app[PIPELINE], app[STATE] = intake, pipeline, state
@@ -169,7 +174,10 @@ async def serve(
     app = create_app(config, config_file=config_file, lifecycle_api=lifecycle_api)
     # keepalive_timeout: run_app's 75 s, not the runner's hour; an idle or half-sent
     # connection must not hold a slot that long.
-    runner = web.AppRunner(app, handle_signals=False, access_log=None, keepalive_timeout=75)
+    malformed = MalformedRequests(counter=app[METRICS].http_errors)
+    runner = Runner(
+        app, malformed=malformed, handle_signals=False, access_log=None, keepalive_timeout=75
+    )
     await runner.setup()
     site = web.TCPSite(runner, host or None, port, ssl_context=ssl_context)
     try:

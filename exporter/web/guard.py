@@ -62,14 +62,17 @@ def _as_json(error: web.HTTPException) -> web.Response:
 
 def bearer_auth(token: str) -> Callable[[Handler], Handler]:
     """Return a wrapper that requires ``Authorization: Bearer <token>`` before ``handler``."""
-    expected = token.encode()
+    expected = token.encode("utf-8", "surrogateescape")  # os.environ decodes the same way
 
     def protect(handler: Handler) -> Handler:
         @functools.wraps(handler)
         async def authorized(request: web.Request) -> web.StreamResponse:
             scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+            # aiohttp decodes header bytes as UTF-8 with surrogate escapes: encoding them back
+            # the same way gives the bytes sent, where a plain encode() raised on non-UTF-8.
+            sent = given.encode("utf-8", "surrogateescape")
             # Constant-time comparison: response timing must not leak the token.
-            if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), expected):
+            if scheme.lower() != "bearer" or not hmac.compare_digest(sent, expected):
                 response = error_body(
                     401, "unauthorized", "missing or wrong bearer token in Authorization"
                 )

@@ -59,7 +59,7 @@ def openapi_document() -> dict[str, Any]:
             (401, "Missing or wrong bearer token."),
             (408, "The body did not arrive in time; the connection is closed."),
             (413, "Body or batch over the configured limit."),
-            (415, "Unsupported content type."),
+            (415, "Unsupported content type, or Content-Encoding (identity, gzip, deflate)."),
             (503, "Draining for shutdown."),
         )
     }
@@ -95,8 +95,14 @@ def openapi_document() -> dict[str, Any]:
                     },
                     "responses": {
                         "200": _otlp("ExportTraceServiceResponse, maybe partial.", "Export"),
-                        "400": _otlp("Undecodable body.", "Status"),
-                        **{code: errors[code] for code in ("401", "408", "413", "415")},
+                        "400": _otlp("A body that cannot be read or does not decode.", "Status"),
+                        "401": errors["401"],
+                        "408": _otlp("The body did not arrive in time; closed.", "Status"),
+                        "413": _otlp("Body over the configured limit.", "Status"),
+                        "415": _otlp_or_error(
+                            "Unsupported content type (the JSON error body), or a "
+                            "Content-Encoding other than identity, gzip, deflate (a Status)."
+                        ),
                         "503": _otlp("Draining for shutdown.", "Status"),
                     },
                 }
@@ -165,6 +171,18 @@ def _otlp(description: str, name: str) -> dict[str, Any]:
         "content": {
             "application/x-protobuf": {"schema": {"type": "string", "format": "binary"}},
             "application/json": {"schema": {"$ref": f"#/components/schemas/Otlp{name}"}},
+        },
+    }
+
+
+def _otlp_or_error(description: str) -> dict[str, Any]:
+    """Return a response that is a Status, or the JSON error body when no encoding was taken."""
+    status, error = "#/components/schemas/OtlpStatus", "#/components/schemas/Error"
+    return {
+        "description": description,
+        "content": {
+            "application/x-protobuf": {"schema": {"type": "string", "format": "binary"}},
+            "application/json": {"schema": {"anyOf": [{"$ref": status}, {"$ref": error}]}},
         },
     }
 

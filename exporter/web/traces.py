@@ -1,9 +1,9 @@
 """``POST /v1/traces``: OTLP/HTTP, answered as the OTLP specification says.
 
-200 with an ExportTraceServiceResponse (partial success naming refused spans), 400 with a
-google.rpc.Status for a body that does not decode, 503 with Retry-After while draining, all in
-the request's encoding; 415 for other content types (with the JSON error body of docs/api.md,
-since there is no OTLP encoding to answer in).
+200 with an ExportTraceServiceResponse (partial success naming refused spans), a google.rpc.Status
+for a body that cannot be read (400, 408, 413, 415 for its Content-Encoding) or does not decode
+(400), 503 with Retry-After while draining, all in the request's encoding; 415 for other content
+types (with the JSON error body of docs/api.md, since there is no OTLP encoding to answer in).
 """
 
 from __future__ import annotations
@@ -20,7 +20,9 @@ from exporter.config.model import Config
 from exporter.exceptions import InvalidPayload
 from exporter.ingest.intake import Intake
 from exporter.ingest.otlp import (
+    DEADLINE_EXCEEDED,
     INVALID_ARGUMENT,
+    RESOURCE_EXHAUSTED,
     UNAVAILABLE,
     TraceReceiver,
     decode_request,
@@ -39,6 +41,8 @@ log = logging.getLogger(__name__)
 
 #: Seconds between idle checks at most; shorter when the idle timeout is short.
 MAX_SWEEP_INTERVAL = 1.0
+#: google.rpc.Code of a body that could not be read, by HTTP status (else INVALID_ARGUMENT).
+_CODES = {408: DEADLINE_EXCEEDED, 413: RESOURCE_EXHAUSTED}
 
 
 class _Endpoint:
@@ -71,7 +75,10 @@ class _Endpoint:
             response = _status(503, UNAVAILABLE, "shutting down; retry another replica", encoding)
             response.headers["Retry-After"] = "5"
             return response
-        body = await read_body(request, max_bytes=self.max_body_bytes)
+        try:
+            body = await read_body(request, max_bytes=self.max_body_bytes)
+        except web.HTTPException as error:  # 400, 408, 413, 415: answered in OTLP's encoding
+            return _refused(error, encoding)
         try:
             export = decode_request(body, encoding=encoding)
         except InvalidPayload as error:
@@ -89,6 +96,15 @@ class _Endpoint:
 def _status(status: int, code: int, message: str, encoding: str) -> web.Response:
     payload = encode_status(code=code, message=message, encoding=encoding)
     return web.Response(status=status, body=payload, content_type=encoding)
+
+
+def _refused(error: web.HTTPException, encoding: str) -> web.Response:
+    """Return ``read_body``'s refusal as a google.rpc.Status, closing as it would have."""
+    code = _CODES.get(error.status, INVALID_ARGUMENT)
+    response = _status(error.status, code, error.text or error.reason, encoding)
+    if error.keep_alive is False:  # the body was not read to its end
+        response.force_close()
+    return response
 
 
 def setup(app: web.Application, *, config: Config, intake: Intake, metrics: Metrics) -> Handler:

@@ -10,9 +10,11 @@ from exporter.ingest.otlp.buffer import Partial, PartialBuffer
 from exporter.ingest.otlp.receiver import ExportResult, TraceReceiver
 from exporter.ingest.otlp.spans import SpanRecord, ToolRun, extract
 from exporter.ingest.otlp.wire import (
+    DEADLINE_EXCEEDED,
     INVALID_ARGUMENT,
     JSON,
     PROTOBUF,
+    RESOURCE_EXHAUSTED,
     UNAVAILABLE,
     decode_request,
     encode_response,
@@ -21,9 +23,11 @@ from exporter.ingest.otlp.wire import (
 )
 
 __all__ = [
+    "DEADLINE_EXCEEDED",
     "INVALID_ARGUMENT",
     "JSON",
     "PROTOBUF",
+    "RESOURCE_EXHAUSTED",
     "UNAVAILABLE",
     "ExportResult",
     "Partial",
