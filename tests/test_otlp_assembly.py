@@ -16,6 +16,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from exporter.config.model import OtlpConfig
 from exporter.ingest.otlp import Partial, PartialBuffer, SpanRecord, assemble, extract
+from exporter.ingest.otlp.buffer import PARTIAL_BYTES
 from exporter.model import Conversation, decode_conversation
 from tests.support.fake_agent import Convention, FakeAgent, Script, make_span, provider, scripts
 
@@ -63,7 +64,7 @@ def conversation_of(partial: Partial) -> Conversation:
     assembled = assemble(
         key=partial.key,
         conversation_id=partial.conversation_id,
-        records=partial.records,
+        records=partial.records(),
         service=partial.service,
     )
     assert assembled is not None
@@ -152,7 +153,7 @@ class TestAssembly:
         buffer.end_trace((1).to_bytes(16, "big"))
         (partial,) = buffer.take_ended()
         assert partial.key == "c-42"
-        assert len(partial.records) == 2
+        assert len(partial.records()) == 2
 
     def test_without_content_capture_tools_still_make_a_conversation(self) -> None:
         """GenAI content is opt-in: tool spans alone still give calls and their outcomes."""
@@ -199,12 +200,16 @@ class TestAssembly:
         assert usage(agent, make_span(chat, span=4, parent=1)) == 500
 
 
-def _record(span: Span, size: int | None = None) -> SpanRecord:
+def _record(span: Span) -> SpanRecord:
     record = extract(span)
     assert record is not None
-    if size is not None:
-        record.size = size
     return record
+
+
+def _sized(size: int) -> dict[str, Any]:
+    """Return span attributes whose record grows with ``size``: a user message that long."""
+    message = [{"role": "user", "parts": [{"type": "text", "content": "x" * size}]}]
+    return {"gen_ai.input.messages": json.dumps(message)}
 
 
 class TestBuffer:
@@ -219,12 +224,15 @@ class TestBuffer:
 
     def test_overflow_by_bytes(self) -> None:
         """Past max_bytes the oldest leave until the rest fits."""
-        buffer = PartialBuffer(config(max_bytes=2500))
+        one = PartialBuffer(config())
+        one.add(_record(make_span(_sized(1000), trace=1, parent=9)), service=None)
+        each = one.nbytes
+        assert 1000 < each < 1000 + PARTIAL_BYTES + 400  # the content, and what holds it
+        buffer = PartialBuffer(config(max_bytes=each * 2 + each // 2))
         for trace in range(1, 4):
-            span = make_span({"gen_ai.x": 1}, trace=trace, parent=9)
-            buffer.add(_record(span, size=1000), service=None)
+            buffer.add(_record(make_span(_sized(1000), trace=trace, parent=9)), service=None)
         assert [p.key[-1] for p in buffer.take_overflow()] == ["1"]
-        assert buffer.nbytes == 2000
+        assert buffer.nbytes == 2 * each
 
     def test_spans_after_eviction_are_late(self) -> None:
         """An evicted conversation does not come back as a fragment."""
@@ -280,12 +288,15 @@ class TestBuffer:
 
         for n, (operation, trace, conversation_id, size) in enumerate(operations):
             if operation == "add":
-                attributes: dict[str, Any] = {"gen_ai.x": 1}
+                attributes = _sized(size)
                 if conversation_id is not None:
                     attributes["gen_ai.conversation.id"] = conversation_id
                 span = make_span(attributes, trace=trace, span=n + 1, parent=99)
-                if buffer.add(_record(span, size), service=None):
-                    added += size
+                before = buffer.nbytes
+                if buffer.add(_record(span), service=None):
+                    added += buffer.nbytes - before
+                else:
+                    assert buffer.nbytes == before
             elif operation == "end":
                 buffer.end_trace(trace.to_bytes(16, "big"))
                 took(buffer.take_ended())
