@@ -31,7 +31,7 @@ Client = TestClient[web.Request, web.Application]
 
 #: Long enough for a POST and a scrape on a busy machine, before the stalled request's 408.
 DEADLINE = 2.0
-PATHS = ("/v1/conversations", "/v1/feedback", "/v1/traces")
+PATHS = ("/v1/conversations", "/v1/feedback", "/v1/traces", "/v1/logs")
 
 
 @pytest.fixture
