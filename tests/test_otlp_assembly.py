@@ -236,8 +236,8 @@ class TestContent:
             "gen_ai.tool.name": "refund",
             "gen_ai.tool.call.id": "c1",
         }
-        result = [{"role": "tool", "parts": [{"type": "tool_call_response", "id": "c1"}]}]
-        result[0]["parts"][0]["response"] = self.SAW
+        response = {"type": "tool_call_response", "id": "c1", "response": self.SAW}
+        result = [{"role": "tool", "parts": [response]}]
         answer = [{"role": "assistant", "parts": [{"type": "text", "content": "Sorry."}]}]
         second = {
             "gen_ai.operation.name": "chat",
