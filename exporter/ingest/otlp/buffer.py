@@ -7,8 +7,9 @@ spans and events arriving after them are counted as late instead of starting a n
 that would be scored as a conversation of its own.
 
 Records are kept encoded (``record.encode_record``) and the bytes counted are what the process
-holds for them: the encoded size plus the Python objects around it, so ``max_bytes`` bounds
-memory (bench/bench_otlp_memory.py measures it against RSS).
+holds for them: the encoded size plus the Python objects around it, and the keys remembered of
+conversations that left, so ``max_bytes`` bounds memory (bench/bench_otlp_memory.py measures
+it against RSS).
 
 Events (log records) and spans of one conversation come in either order. A root span whose
 LLM calls came without message content does not complete its conversation until an event has
@@ -24,15 +25,18 @@ from dataclasses import dataclass, field
 from exporter.config.model import OtlpConfig
 from exporter.ingest.otlp.record import EVENT, SpanRecord, decode_record, encode_record
 
-__all__ = ["ID_BYTES", "PARTIAL_BYTES", "RECORD_BYTES", "Partial", "PartialBuffer"]
+__all__ = ["ID_BYTES", "PARTIAL_BYTES", "RECENT_BYTES", "RECORD_BYTES", "Partial", "PartialBuffer"]
 
 # What the process holds beyond the encoded records, measured with tracemalloc on CPython 3.11
 # (64-bit): a bytes object's header and its slot in the list (RECORD_BYTES); a Partial with its
 # key, its entries in the buffer's dicts, its traces set and list (PARTIAL_BYTES); a span id
-# in a set (ID_BYTES).
+# in a set (ID_BYTES); a key or trace remembered after its conversation left (RECENT_BYTES).
 RECORD_BYTES = 56
 PARTIAL_BYTES = 900
 ID_BYTES = 80
+RECENT_BYTES = 96
+#: The share of ``max_bytes`` each memory of what left (keys, traces) may take at most.
+RECENT_SHARE = 8
 
 
 @dataclass(slots=True)
@@ -92,6 +96,9 @@ class _Recent:
     def __contains__(self, key: object) -> bool:
         return key in self._items
 
+    def __len__(self) -> int:
+        return len(self._items)
+
     def add(self, key: object, now: float) -> None:
         self._items.pop(key, None)
         self._items[key] = now
@@ -116,12 +123,22 @@ class PartialBuffer:
         self._entries: dict[str, Partial] = {}  # in order of arrival: the oldest go first
         self._by_trace: dict[bytes, str] = {}
         self._ended: set[str] = set()
-        self._done_keys = _Recent(max_items=config.max_conversations, max_age=config.max_age)
-        self._done_traces = _Recent(max_items=config.max_conversations, max_age=config.max_age)
-        self.nbytes = 0
+        # Remembered up to the count of conversations the buffer holds, and never more than
+        # a share of its bytes each: a high max_conversations must not make them the bulk.
+        remembered = min(
+            config.max_conversations, config.max_bytes // (RECENT_SHARE * RECENT_BYTES)
+        )
+        self._done_keys = _Recent(max_items=remembered, max_age=config.max_age)
+        self._done_traces = _Recent(max_items=remembered, max_age=config.max_age)
+        self.nbytes = 0  # what the partial conversations hold
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    @property
+    def held(self) -> int:
+        """Return the bytes held: partial conversations, and the keys of those that left."""
+        return self.nbytes + (len(self._done_keys) + len(self._done_traces)) * RECENT_BYTES
 
     def add(self, record: SpanRecord, *, service: str | None) -> bool:
         """Keep ``record``; return False when its conversation already left (a late record).
@@ -224,7 +241,7 @@ class PartialBuffer:
         evicted = []
         config = self._config
         while self._entries and (
-            len(self._entries) > config.max_conversations or self.nbytes > config.max_bytes
+            len(self._entries) > config.max_conversations or self.held > config.max_bytes
         ):
             evicted.append(self._remove(next(iter(self._entries))))
         return evicted

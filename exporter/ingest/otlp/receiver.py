@@ -70,8 +70,8 @@ class OtlpReceiver:
         )
         metrics.add_gauge(
             "otlp_buffer_bytes",
-            "Bytes held for partial conversations (encoded records and their overhead).",
-            lambda: buffer.nbytes,
+            "Bytes held for partial conversations and the keys of those that left.",
+            lambda: buffer.held,
         )
 
     @property

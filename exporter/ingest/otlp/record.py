@@ -61,11 +61,16 @@ class SpanRecord(msgspec.Struct, array_like=True, omit_defaults=True, gc=False):
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(SpanRecord)
+# Encoded into one reused buffer, then copied out at its exact size: ``Encoder.encode``
+# returns bytes with the encoder's spare capacity still allocated (about half again as much),
+# which the buffer would hold for as long as the record waits.
+_buffer = bytearray()
 
 
 def encode_record(record: SpanRecord) -> bytes:
-    """Return ``record`` as compact msgpack."""
-    return _encoder.encode(record)
+    """Return ``record`` as compact msgpack, in a bytes object of exactly its size."""
+    _encoder.encode_into(record, _buffer)
+    return bytes(_buffer)
 
 
 def decode_record(blob: bytes) -> SpanRecord:
