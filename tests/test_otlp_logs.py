@@ -188,6 +188,27 @@ class TestJoining:
         assert sample(client, "agent_quality_otlp_log_records_total", outcome="late") == 2
         assert sample(client, "agent_quality_otlp_buffer_conversations") == 0
 
+    async def test_event_without_a_span_id_joins_its_trace(self, client_for: MakeClient) -> None:
+        """An event with only a trace id is kept with that trace's conversation."""
+        client = await client_for(otlp={"idle_timeout": "200ms"}, **ALL)
+        answer = {"gen_ai.output.messages": [parts("assistant", text(ANSWER))]}
+        later = 1_800_000_000_002_000_000  # after the span (make_span's start, 1 ms long)
+        event = make_log(DETAILS, answer, span=None, time=later)
+        await post(client, "/v1/logs", logs_request(event))
+        question = {
+            "gen_ai.operation.name": "chat",
+            "gen_ai.input.messages": json.dumps([parts("user", text(QUESTION))]),
+        }
+        await post(client, "/v1/traces", export_request(make_span(question, parent=9)))
+        assert sample(client, "agent_quality_otlp_log_records_total", outcome="accepted") == 1
+        assert sample(client, "agent_quality_otlp_buffer_conversations") == 1
+        await eventually(
+            lambda: sample(client, "agent_quality_otlp_conversations_total", trigger="idle") == 1
+        )
+        await settle(client)
+        final = {"agent": "other", "dimension": "final_answer"}  # support-service: not listed
+        assert sample(client, "agent_quality_score_sum", **final) == 1
+
     async def test_other_log_records_are_counted_and_ignored(self, client_for: MakeClient) -> None:
         """Log lines, other events, GenAI events without trace context: counted, not kept."""
         client = await client_for(**ALL)

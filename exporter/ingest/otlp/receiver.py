@@ -28,7 +28,6 @@ __all__ = ["ExportResult", "OtlpReceiver"]
 log = logging.getLogger(__name__)
 
 _TRACE_ID_BYTES, _SPAN_ID_BYTES = 16, 8
-_ID_BYTES = (_TRACE_ID_BYTES, _SPAN_ID_BYTES)
 #: Spans (or log records) read between two yields to the event loop (about 20 ms of work).
 YIELD_EVERY = 512
 
@@ -138,11 +137,15 @@ class OtlpReceiver:
                     if not name.startswith("gen_ai."):
                         ignored += 1  # a log line, or another library's event
                         continue
-                    # Without both ids an event cannot be placed in a conversation.
-                    if not entry.trace_id and not entry.span_id:
+                    # Without a trace an event cannot be placed in a conversation; without a
+                    # span id it joins its trace at its own time.
+                    if not entry.trace_id:
                         ignored += 1
                         continue
-                    if (len(entry.trace_id), len(entry.span_id)) != _ID_BYTES:
+                    if len(entry.trace_id) != _TRACE_ID_BYTES or len(entry.span_id) not in (
+                        0,
+                        _SPAN_ID_BYTES,
+                    ):
                         rejected += 1
                         continue
                     record = extract_event(entry, name)
@@ -157,7 +160,8 @@ class OtlpReceiver:
         if rejected:
             return ExportResult(
                 rejected,
-                f"{rejected} GenAI log record(s) without a 16-byte trace_id and an 8-byte span_id",
+                f"{rejected} GenAI log record(s) with a trace_id of other than 16 bytes or a "
+                "span_id of other than 8",
             )
         return ExportResult(0, "")
 
