@@ -82,6 +82,18 @@ json_values = st.recursive(
     ),
     max_leaves=10,
 )
+#: What an OTLP AnyValue can hold: integers are 64-bit there.
+any_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**63 - 1)
+    | st.floats()
+    | st.text(max_size=12),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=6), children, max_size=3)
+    ),
+    max_leaves=10,
+)
 ids = st.sampled_from(["dup-1", "dup-2", "c-7f3a"]) | st.text(min_size=1, max_size=10)
 #: Where a wrong value can go in the example conversation.
 FIELD_PATHS: tuple[tuple[Any, ...], ...] = (
@@ -255,8 +267,8 @@ def log_bodies(draw: st.DrawFn) -> tuple[bytes, str]:
             ]
         )
     )
-    attributes = {"gen_ai.input.messages": draw(st.just(user) | json_values)}
-    record = make_log(event, attributes, body=draw(json_values), trace=trace, span=trace % 999 + 1)
+    attributes = {"gen_ai.input.messages": draw(st.just(user) | any_values)}
+    record = make_log(event, attributes, body=draw(any_values), trace=trace, span=trace % 999 + 1)
     request = logs_request(record, make_log(None, body="a log line", trace=None, span=None))
     kind = draw(st.sampled_from(["protobuf", "flipped", "json", "json-value", "raw"]))
     if kind == "protobuf":
