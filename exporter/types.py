@@ -88,6 +88,8 @@ class Evaluation:
     errors: dict[str, str] = field(default_factory=dict)
     #: Dimensions scored bad by the first tier that the confirming judge re-scored as fine.
     overturned: set[str] = field(default_factory=set)
+    #: Which scorer or confirmer gave each dimension's score.
+    sources: dict[str, str] = field(default_factory=dict)
 
 
 class EvaluationSink(Protocol):

@@ -7,10 +7,12 @@ from exporter.metrics._collectors import (
     LoopChild,
     LoopCounter,
     ScoreHistograms,
+    exemplar_labels,
 )
 from exporter.metrics._metrics import (
     DATASET_DROP_REASONS,
     DATASET_ERROR_REASONS,
+    EVENT_OUTCOMES,
     HTTP_ERROR_REASONS,
     JUDGE_VERDICTS,
     MAX_FLAG_VALUES,
@@ -24,6 +26,7 @@ from exporter.metrics._metrics import (
 __all__ = [
     "DATASET_DROP_REASONS",
     "DATASET_ERROR_REASONS",
+    "EVENT_OUTCOMES",
     "HTTP_ERROR_REASONS",
     "JUDGE_VERDICTS",
     "MAX_FLAG_VALUES",
@@ -38,4 +41,5 @@ __all__ = [
     "LoopCounter",
     "Metrics",
     "ScoreHistograms",
+    "exemplar_labels",
 ]
