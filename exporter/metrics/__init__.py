@@ -9,6 +9,7 @@ from exporter.metrics._collectors import (
     ScoreHistograms,
     exemplar_labels,
 )
+from exporter.metrics._exposition import ExporterRegistry, compressed, render
 from exporter.metrics._metrics import (
     DATASET_DROP_REASONS,
     DATASET_ERROR_REASONS,
@@ -36,10 +37,13 @@ __all__ = [
     "OTLP_TRIGGERS",
     "PREFIX",
     "CallbackGauges",
+    "ExporterRegistry",
     "HistogramSeries",
     "LoopChild",
     "LoopCounter",
     "Metrics",
     "ScoreHistograms",
+    "compressed",
     "exemplar_labels",
+    "render",
 ]

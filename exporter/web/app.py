@@ -21,7 +21,6 @@ from collections.abc import AsyncIterator, Callable
 from aiohttp import web
 from aiohttp.typedefs import Handler
 from prometheus_client import CollectorRegistry
-from prometheus_client.aiohttp import make_aiohttp_handler
 
 from exporter import dataset
 from exporter.config.model import Config
@@ -29,7 +28,7 @@ from exporter.config.secrets import resolve_secrets
 from exporter.events import build_event_export
 from exporter.ingest.intake import Intake
 from exporter.ingest.otlp import LOGS, TRACES
-from exporter.metrics import Metrics
+from exporter.metrics import ExporterRegistry, Metrics
 from exporter.pipeline import Pipeline
 from exporter.sampling import LateSignalBuffer, Sampler
 from exporter.scoring import build_scoring
@@ -39,6 +38,7 @@ from exporter.web.ingest import IngestEndpoints
 from exporter.web.keys import INTAKE, METRICS, PIPELINE, REGISTRY, STATE, AppState
 from exporter.web.protocol import MalformedRequests, Runner
 from exporter.web.reload import reload_config, reload_endpoint
+from exporter.web.scrape import metrics_page
 from exporter.web.status import STATUS, StatusBoard
 
 __all__ = ["create_app", "serve"]
@@ -67,7 +67,7 @@ def create_app(
     daemon starts (``ConfigError`` naming each one missing).
     """
     config = resolve_secrets(config)
-    registry = registry if registry is not None else CollectorRegistry()
+    registry = registry if registry is not None else ExporterRegistry()
     metrics = Metrics(config, registry)
     state = AppState(config, config_file=config_file, lifecycle_api=lifecycle_api)
     sink = dataset.build_sink(config, metrics=metrics)
@@ -107,7 +107,7 @@ def create_app(
     # to a pipeline that is still running.
     otlp = traces.setup(app, config=config, intake=intake, metrics=metrics)
     ingest = IngestEndpoints(intake=intake, metrics=metrics, server=config.server, state=app[STATE])
-    _add_routes(app, config, ingest=ingest, otlp=otlp, metrics_page=make_aiohttp_handler(registry))
+    _add_routes(app, config, ingest=ingest, otlp=otlp, metrics_page=metrics_page(registry))
     return app
 
 
