@@ -13,7 +13,13 @@ from prometheus_client.parser import text_string_to_metric_families as parse_tex
 
 from exporter.config import parse_config
 from exporter.config.loader import default_document
-from exporter.metrics import ExporterRegistry, ScoreHistograms, exemplar_labels, render
+from exporter.metrics import (
+    ExporterRegistry,
+    LoopCounter,
+    ScoreHistograms,
+    exemplar_labels,
+    render,
+)
 from exporter.web import create_app
 from exporter.web.keys import METRICS, REGISTRY
 from tests.conftest import conversation
@@ -77,6 +83,25 @@ class TestScoreHistograms:
         histograms.extend(["support-bot"], parse_config(document).dimensions)
         assert 'le="0.25"' in histograms.expose(openmetrics=False)
         assert histograms.expose(openmetrics=False) == generate_latest(_Only(histograms)).decode()
+
+
+class TestLoopCounter:
+    def test_both_formats_are_the_library_text(self) -> None:
+        registry = ExporterRegistry()
+        counter = LoopCounter(
+            "agent_quality_things",
+            'Things, by kind\\and "agent".',
+            ("kind", "agent"),
+            registry=registry,
+        )
+        counter.labels("b", 'say "hi"').inc(12_345_678)
+        counter.labels("a", "back\\slash").inc(0.5)
+        counter.labels("c", "x")  # a child at zero
+        assert counter.expose(openmetrics=False) == generate_latest(counter).decode()
+        openmetrics = generate_openmetrics(counter).decode().removesuffix("# EOF\n")  # type: ignore[no-untyped-call]
+        assert counter.expose(openmetrics=True) == openmetrics
+        counter.labels("c", "x").inc()  # cached label strings, new value
+        assert counter.expose(openmetrics=False) == generate_latest(counter).decode()
 
 
 class TestRegistry:

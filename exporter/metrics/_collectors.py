@@ -222,17 +222,19 @@ _SCORE_HELP = "Scores per agent and quality dimension, in the dimension's own sc
 _SQUARES_HELP = "Running sum of squared scores, for variance and significance in rules."
 
 
-def _headers(*, openmetrics: bool) -> tuple[str, str]:
-    """Return the HELP and TYPE lines of both families, as the library's encoder writes them."""
+def _header(family: Metric, *, openmetrics: bool) -> str:
+    """Return the HELP and TYPE lines of ``family``, as the library's encoder writes them."""
     encoder, _ = choose_encoder(_OPENMETRICS if openmetrics else "")
+    return encoder(_Families(family)).decode("utf-8").removesuffix("# EOF\n")
+
+
+def _headers(*, openmetrics: bool) -> tuple[str, str]:
+    """Return the HELP and TYPE lines of the score families."""
     histogram = HistogramMetricFamily(f"{PREFIX}_score", _SCORE_HELP, labels=("agent", "dimension"))
     squares = CounterMetricFamily(
         f"{PREFIX}_score_squares", _SQUARES_HELP, labels=("agent", "dimension")
     )
-    return tuple(  # type: ignore[return-value]
-        encoder(_Families(family)).decode("utf-8").removesuffix("# EOF\n")
-        for family in (histogram, squares)
-    )
+    return _header(histogram, openmetrics=openmetrics), _header(squares, openmetrics=openmetrics)
 
 
 class _Families(Collector):
@@ -338,6 +340,9 @@ class LoopCounter(Collector):
         self._documentation = documentation
         self._labelnames = labelnames
         self._children: dict[tuple[str, ...], LoopChild] = {}
+        # What ``expose`` writes before each value, and the family's HELP and TYPE lines.
+        self._starts: dict[tuple[str, ...], str] = {}
+        self._headers: dict[bool, str] = {}
         registry.register(self)
 
     def labels(self, *values: str) -> LoopChild:
@@ -358,6 +363,28 @@ class LoopCounter(Collector):
         for values, child in self._children.items():
             family.add_metric(list(values), child.value)
         yield family
+
+    def expose(self, *, openmetrics: bool) -> str:
+        """Write the family as prometheus_client would, from label strings made once."""
+        header = self._headers.get(openmetrics)
+        if header is None:
+            family = CounterMetricFamily(self._name, self._documentation, labels=self._labelnames)
+            header = self._headers[openmetrics] = _header(family, openmetrics=openmetrics)
+        lines = [header]
+        starts = self._starts
+        for values, child in self._children.items():
+            start = starts.get(values)
+            if start is None:
+                start = starts[values] = self._start(values)
+            lines.append(f"{start}{_value(child.value)}\n")
+        return "".join(lines)
+
+    def _start(self, values: tuple[str, ...]) -> str:
+        # The library writes labels sorted by name.
+        pairs = sorted(zip(self._labelnames, values, strict=True))
+        labels = ",".join(f'{name}="{_label(value)}"' for name, value in pairs)
+        name = self._name.removesuffix("_total")
+        return f"{name}_total{{{labels}}} " if labels else f"{name}_total "
 
 
 def total(counter: LoopCounter) -> float:
