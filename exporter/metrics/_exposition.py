@@ -1,13 +1,14 @@
-"""``GET /metrics``: the exposition, with the score histograms written directly.
+"""``GET /metrics``: the exposition, with the largest families written directly.
 
 prometheus_client formats every sample on its own: a ``Sample`` tuple, a sorted dict of labels,
 each escaped, per line. ``agent_quality_score`` has a line per bucket of every (agent,
 dimension) pair, four fifths of a scrape at 20 agents and 10 dimensions, and formatting them
-took most of a scrape's time (docs/benchmarks.md, "Scrape"). Those families are written here
-from label strings rendered once per series; every other family still goes through
-prometheus_client's own encoders. Both formats are byte for byte what prometheus_client writes
-for the same families (tests/test_exposition.py checks it), only their order differs: the
-score families come first.
+took most of a scrape's time (docs/benchmarks.md, "Scrape: exposition written directly").
+Collectors that are ``Exposed`` (the score histograms, the lock-free counters) write their
+families here from label strings made once per series; every other family still goes
+through prometheus_client's own encoders. Both formats are byte for byte what
+prometheus_client writes for the same families (tests/test_exposition.py checks it), only
+their order differs: the directly written families come first.
 """
 
 from __future__ import annotations
