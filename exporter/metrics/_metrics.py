@@ -8,7 +8,7 @@ new series in every Prometheus that scrapes us.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from prometheus_client import (
     CollectorRegistry,
@@ -109,7 +109,8 @@ class Metrics:
         self.flags = loop_counter("flags", "Flags raised by scorers.", ("agent", "flag"))
         self.ignored_scores = loop_counter(
             "ignored_scores",
-            "Scores not recorded (undeclared dimension, not finite, off the scale).",
+            "Scores not recorded (undeclared dimension, not finite, off the scale, or re-scored "
+            "by a confirmer but never scored).",
             ("reason",),
         )
         self.rejected = loop_counter(
@@ -294,3 +295,9 @@ class Metrics:
     def add_gauge(self, name: str, documentation: str, read: Callable[[], float]) -> None:
         """Export ``read()`` as gauge ``agent_quality_<name>`` at every scrape."""
         self.gauges.add(f"{PREFIX}_{name}", documentation, read)
+
+    def add_agent_gauge(
+        self, name: str, documentation: str, read: Callable[[], Mapping[str, float]]
+    ) -> None:
+        """Export ``read()`` (value per agent label) as gauge ``agent_quality_<name>{agent}``."""
+        self.gauges.add_labelled(f"{PREFIX}_{name}", documentation, "agent", read)
