@@ -60,6 +60,8 @@ def config_document(fake: FakeOpenAI) -> dict[str, Any]:
             {"type": "passthrough"},
         ],
         "alerting": {
+            "scrape_interval": "1s",
+            "min_duration": "0s",
             "current_window": "20s",
             "baseline_window": "2m",
             "degradation": {

@@ -1,0 +1,168 @@
+"""The effective windows and holds of every generated rule, derived from the config.
+
+Two settings drive them (docs/alerting.md has the reasoning): ``alerting.scrape_interval``,
+since a window must hold at least ``SCRAPES_PER_WINDOW`` scrapes, and ``alerting.min_duration``,
+the longest dip that must not alert. A dip lasting ``L`` changes every window that overlaps it,
+so an alert only proves a drop outlasted ``L`` by seeing it at two moments more than ``L``
+apart: a short window held (``for``) through ``L`` + the window, or two edges of a long window
+with ``L`` between them. Recording rules, alerts, the runbook and the dashboards all read this
+module, so what the runbook prints is what the rules do.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from exporter.config.alerting import SCRAPES_PER_WINDOW, AlertingConfig, BurnRate, DegradationTier
+
+__all__ = ["BurnTiming", "Persistence", "TierTiming", "Timing", "timing"]
+
+MINUTE, HOUR = 60.0, 3600.0
+#: Windows recorded for dashboards whatever the alerting tiers use (before raising), in seconds.
+DASHBOARD_WINDOWS = (300.0, 1800.0, HOUR)
+#: The rate window of the alerts about the exporter itself (before raising), in seconds.
+EXPORTER_WINDOW = 300.0
+#: Recorded increases that long windows are added up from, shortest first (each divides 1h).
+STEPS = (300.0, 600.0, 900.0, 1200.0, 1800.0, HOUR)
+
+
+@dataclass(frozen=True, slots=True)
+class Persistence:
+    """How a window-based condition proves that a drop has outlasted ``min_duration``.
+
+    Either ``for_`` holds a short window's condition long enough (``edge`` is None), or the
+    window's first and last ``edge`` seconds must each show the drop too.
+    """
+
+    window: float
+    edge: float | None
+    for_: float
+
+
+@dataclass(frozen=True, slots=True)
+class TierTiming:
+    """A degradation tier as generated."""
+
+    tier: DegradationTier
+    persistence: Persistence
+
+    @property
+    def window(self) -> float:
+        """Return the effective window."""
+        return self.persistence.window
+
+
+@dataclass(frozen=True, slots=True)
+class BurnTiming:
+    """A burn-rate pair as generated: the short window now and ``gap`` seconds ago."""
+
+    burn: BurnRate
+    long_window: float
+    short_window: float
+    gap: float
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    """Every effective window, edge and hold of one config's rules."""
+
+    scrape: float
+    min_duration: float
+    tiers: tuple[TierTiming, ...]
+    absolute: Persistence
+    burns: tuple[BurnTiming, ...]
+    dashboard: tuple[float, ...]
+    exporter: float
+    step: float
+
+    def moment_windows(self) -> tuple[float, ...]:
+        """Return every window that gets count/sum/squares/mean/stddev rules, shortest first.
+
+        Besides what the alerts and dashboards read: the step and the hour that longer
+        windows are added up from.
+        """
+        edges = [t.persistence.edge for t in self.tiers] + [self.absolute.edge]
+        tiers = (t.window for t in self.tiers)
+        found = {*self.dashboard, self.absolute.window, *tiers, *(e for e in edges if e)}
+        return tuple(sorted({*found, self.step, HOUR}))
+
+    def degradation_windows(self) -> tuple[float, ...]:
+        """Return the windows whose drop against the baseline is recorded (tiers and edges)."""
+        found = {t.window for t in self.tiers}
+        found.update(t.persistence.edge for t in self.tiers if t.persistence.edge)
+        return tuple(sorted(found))
+
+    def zscore_windows(self) -> tuple[float, ...]:
+        """Return the windows whose z-score is recorded (the tiers' own)."""
+        return tuple(sorted({t.window for t in self.tiers}))
+
+    def slo_windows(self) -> tuple[float, ...]:
+        """Return every window a burn-rate pair reads, shortest first."""
+        return tuple(sorted({w for b in self.burns for w in (b.long_window, b.short_window)}))
+
+
+def raise_window(seconds: float, scrape: float) -> float:
+    """Return ``seconds`` raised to whole scrape intervals, at least ``SCRAPES_PER_WINDOW``."""
+    scrapes = max(math.ceil(seconds / scrape), SCRAPES_PER_WINDOW)
+    return scrapes * scrape
+
+
+def _floor(seconds: float, scrape: float) -> float:
+    return math.floor(seconds / scrape) * scrape
+
+
+def persistence(window: float, for_: float, *, scrape: float, min_duration: float) -> Persistence:
+    """Return how a condition over ``window`` (already raised) outlasts ``min_duration``.
+
+    Edges need room for two windows of their own; otherwise the condition is held. Held, a
+    dip of ``L`` keeps a window of ``W`` changed for at most ``(L + W) / scrape - 1``
+    evaluations, so holding ``L + W - scrape`` (one evaluation more) outlasts it.
+    """
+    if min_duration <= 0:
+        return Persistence(window, None, for_)
+    edge = _floor((window - min_duration) / 2, scrape)
+    if edge >= SCRAPES_PER_WINDOW * scrape:
+        return Persistence(window, edge, for_)
+    return Persistence(window, None, max(for_, min_duration + window - scrape))
+
+
+def _step(scrape: float) -> float:
+    """Return the shortest recorded increase long windows are added up from."""
+    floor = SCRAPES_PER_WINDOW * scrape
+    return next((step for step in STEPS if step >= floor), HOUR)
+
+
+def timing(alerting: AlertingConfig) -> Timing:
+    """Return the effective timing of ``alerting``'s rules."""
+    scrape, dip = alerting.scrape_interval, alerting.min_duration
+    tiers = tuple(
+        TierTiming(
+            tier,
+            persistence(
+                min(raise_window(tier.window, scrape), alerting.current_window),
+                tier.for_,
+                scrape=scrape,
+                min_duration=dip,
+            ),
+        )
+        for tier in alerting.degradation
+    )
+    absolute = persistence(
+        alerting.current_window, alerting.absolute.for_, scrape=scrape, min_duration=dip
+    )
+    burns = []
+    for burn in alerting.burn_rates:
+        short = raise_window(burn.short_window, scrape)
+        long = max(raise_window(burn.long_window, scrape), short + scrape)
+        burns.append(BurnTiming(burn, long, short, dip + short if dip > 0 else 0.0))
+    return Timing(
+        scrape=scrape,
+        min_duration=dip,
+        tiers=tiers,
+        absolute=absolute,
+        burns=tuple(burns),
+        dashboard=tuple(sorted({raise_window(w, scrape) for w in DASHBOARD_WINDOWS})),
+        exporter=raise_window(EXPORTER_WINDOW, scrape),
+        step=_step(scrape),
+    )
