@@ -1,4 +1,4 @@
-"""The command line: ``run``, ``generate``, ``check-config``.
+"""The command line: ``run``, ``generate``, ``check-config``, ``export-dataset``, ``scenarios``.
 
 ``main()`` -> ``sys.exit(run(argv, stdout, stderr))`` so tests call ``run`` with StringIO.
 Exit codes: 0 ok, 1 runtime failure, 2 usage or config error.
@@ -99,6 +99,9 @@ def _parser(stderr: TextIO) -> _Parser:
     from exporter.dataset import cli as dataset_cli
 
     dataset_cli.add_parser(commands, stderr=stderr)  # export-dataset, with its own --config.file
+    from exporter.generate.scenarios import cli as scenarios_cli
+
+    scenarios_cli.add_parser(commands, stderr=stderr)  # scenarios, with its own --config.file
     return parser
 
 
@@ -135,6 +138,10 @@ def run(argv: Sequence[str], stdout: TextIO, stderr: TextIO) -> int:
             from exporter.dataset import cli as dataset_cli
 
             return dataset_cli.run(args, stdout=stdout, stderr=stderr, config=config)
+        case "scenarios":
+            from exporter.generate.scenarios import cli as scenarios_cli
+
+            return scenarios_cli.run(args, stdout=stdout, stderr=stderr, config=config)
         case _:
             return _run_daemon(config, args, stderr)
 
