@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import statistics
 import tempfile
+from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -82,9 +83,10 @@ def format_report(outcomes: Sequence[Outcome]) -> str:
     Over several seeds a row sums the false alerts and gives the delay's median and 90th
     percentile with how many draws paged at all.
     """
-    draws = len({o.seed for o in outcomes})
+    runs = Counter((o.scenario, o.case.agent) for o in outcomes)
+    draws = max(runs.values(), default=1)
     if draws > 1:
-        return _format_many(outcomes, draws)
+        return "\n".join([_format_many(outcomes, draws), "", _summary(outcomes)])
     rows = [
         "| scenario | agent | traffic | change | false pages | false warnings | paged after |",
         "|---|---|---|---|---|---|---|",
@@ -94,6 +96,10 @@ def format_report(outcomes: Sequence[Outcome]) -> str:
         f"{o.false_pages} | {o.false_warnings} | {_delay(o)} |"
         for o in outcomes
     )
+    return "\n".join([*rows, "", _summary(outcomes)])
+
+
+def _summary(outcomes: Sequence[Outcome]) -> str:
     real = [o for o in outcomes if o.case.real]
     delays = [o.delay for o in real if o.delay is not None]
     summary = (
@@ -103,7 +109,7 @@ def format_report(outcomes: Sequence[Outcome]) -> str:
     )
     if delays:
         summary += f", median delay {statistics.median(delays):g}m, longest {max(delays):g}m"
-    return "\n".join([*rows, "", summary])
+    return summary
 
 
 def _format_many(outcomes: Sequence[Outcome], draws: int) -> str:
