@@ -222,7 +222,7 @@ class TestPromtool:
 def expected_annotations(tier: str, window: str, value: str) -> dict[str, str]:
     """Return the annotations a firing degradation of agent a, dimension grounded renders."""
     delta, zscore, held = {
-        "fast": ("0.05", "1.5", "for 13m"),
+        "fast": ("0.05", "1.5", "for 13m, and now at z >= 3"),
         "sharp": ("0.1", "4", "in its first and last 10m too"),
     }[tier]
     runbook = (

@@ -15,7 +15,14 @@ from exporter.config.model import Dimension
 from exporter.generate.conventions import BASELINE, Alert, Record, window_name
 from exporter.generate.model import AlertingRule
 from exporter.generate.recording import matcher, reads_for, window_count
-from exporter.generate.timing import BurnTiming, Persistence, TierTiming, Timing
+from exporter.generate.timing import (
+    EDGE_ZSCORE,
+    HOLD_END_ZSCORE,
+    BurnTiming,
+    Persistence,
+    TierTiming,
+    Timing,
+)
 
 __all__ = ["bad_share", "quality_alerts"]
 
@@ -55,20 +62,19 @@ def _labels(alerting: AlertingConfig, dimension: str, **labels: str) -> Mapping[
     return MappingProxyType({**alerting.extra_labels, "dimension": dimension, **labels})
 
 
-def _edge_condition(
-    persistence: Persistence, name: Callable[[str], str], match: str, test: str
-) -> str:
-    """Return ``name(edge) test`` on the window's last edge and, offset back, its first."""
+def _edge_condition(persistence: Persistence, test: Callable[[str, str], str]) -> str:
+    """Return ``test(edge, offset)`` on the window's last edge and, offset back, its first."""
     if persistence.edge is None:
         return ""
     edge = window_name(persistence.edge)
-    earlier = window_name(persistence.window - persistence.edge)
-    series = f"{name(edge)}{match}"
-    return f"\nand {series} {test}\nand {series} offset {earlier} {test}"
+    earlier = f" offset {window_name(persistence.window - persistence.edge)}"
+    return f"\nand {test(edge, '')}\nand {test(edge, earlier)}"
 
 
 def _held(persistence: Persistence) -> str:
     """Describe how the alert proves the drop has lasted, for the description."""
+    if persistence.held:
+        return f"for {_duration(persistence.for_)}, and now at z >= {HOLD_END_ZSCORE:g}"
     if persistence.edge is None:
         return f"for {_duration(persistence.for_)}"
     edge = window_name(persistence.edge)
@@ -76,23 +82,48 @@ def _held(persistence: Persistence) -> str:
     return f"in its first and last {edge} too{held}"
 
 
-def _degraded(dimension: Dimension, timed: TierTiming, alerting: AlertingConfig) -> AlertingRule:
+def _hold(persistence: Persistence, name: str, match: str, tier: str, scrape: float) -> str:
+    """Return the count of evaluations in a row a held tier's condition needs, if it is held."""
+    if not persistence.held:
+        return ""
+    # Half an interval more than the hold: the same evaluations whether the range includes
+    # its start (Prometheus 2) or not (3).
+    seconds = persistence.for_ + scrape / 2
+    span = window_name(seconds) if seconds == int(seconds) else f"{round(seconds * 1000)}ms"
+    series = f'{name}{{dimension="{match}", tier="{tier}"}}'
+    return (
+        f"\nand on (agent, dimension) count_over_time({series}[{span}]) "
+        f">= {persistence.evaluations(scrape)}"
+    )
+
+
+def _degraded(
+    dimension: Dimension, timed: TierTiming, alerting: AlertingConfig, scrape: float
+) -> AlertingRule:
     tier, persistence = timed.tier, timed.persistence
     match, suffix = matcher(dimension), window_name(timed.window)
     delta = dimension.alerting.min_delta * tier.min_delta_factor
     direction = "below" if dimension.higher_is_better else "above"
-    edges = _edge_condition(persistence, Record.degradation, match, f">= {delta:.6g}")
+    zscore = max(tier.min_zscore, HOLD_END_ZSCORE) if persistence.held else tier.min_zscore
+    held = _hold(persistence, Record.held(suffix), dimension.name, tier.name, scrape)
+    edges = _edge_condition(
+        persistence,
+        lambda edge, shift: (
+            f"{Record.degradation(edge)}{match}{shift} >= {delta:.6g}\n"
+            f"and {Record.zscore(edge)}{match}{shift} >= {EDGE_ZSCORE:g}"
+        ),
+    )
     return AlertingRule(
         alert=Alert.DEGRADED,
         # The value is the window's mean, so the description can print it.
         expr=(
             f"{Record.mean(suffix)}{match}\n"
             f"and {Record.degradation(suffix)}{match} >= {delta:.6g}\n"
-            f"and {Record.zscore(suffix)}{match} >= {tier.min_zscore:.6g}\n"
+            f"and {Record.zscore(suffix)}{match} >= {zscore:.6g}\n"
             f"and {Record.count(suffix)}{match} >= {tier.min_samples}"
-            f"{edges}"
+            f"{edges}{held}"
         ),
-        for_=persistence.for_,
+        for_=0.0 if persistence.held else persistence.for_,
         labels=_labels(
             alerting, dimension.name, severity=tier.severity, tier=tier.name, window=suffix
         ),
@@ -121,19 +152,23 @@ def _threshold(
 ) -> AlertingRule:
     settings, suffix = alerting.absolute, window_name(alerting.current_window)
     match, persistence = matcher(dimension), timing.absolute
-    error = (
-        f"{settings.confidence_zscore:.6g} * clamp_min({Record.stddev(suffix)}{match}, "
-        f"{dimension.alerting.min_stddev!r}) / sqrt({Record.count(suffix)}{match})"
-    )
     worse = "<" if dimension.higher_is_better else ">"
     sign = "+" if dimension.higher_is_better else "-"
-    past = f"{Record.mean(suffix)}{match} {sign} {error} {worse} {value!r}"
-    edges = _edge_condition(persistence, Record.mean, match, f"{worse} {value!r}")
+
+    def past(window: str, shift: str = "") -> str:
+        # The optimistic end of the window's confidence interval, still past the level.
+        error = (
+            f"{settings.confidence_zscore:.6g} * clamp_min({Record.stddev(window)}{match}{shift}, "
+            f"{dimension.alerting.min_stddev!r}) / sqrt({Record.count(window)}{match}{shift})"
+        )
+        return f"({Record.mean(window)}{match}{shift} {sign} {error} {worse} {value!r})"
+
+    edges = _edge_condition(persistence, past)
     direction = "below" if dimension.higher_is_better else "above"
     return AlertingRule(
         alert=Alert.THRESHOLD,
         expr=(
-            f"{Record.mean(suffix)}{match}\nand ({past})\n"
+            f"{Record.mean(suffix)}{match}\nand {past(suffix)}\n"
             f"and {Record.count(suffix)}{match} >= {settings.min_samples}"
             f"{edges}"
         ),
@@ -163,18 +198,24 @@ def _burn_condition(
     objective = dimension.alerting.objective
     assert objective is not None  # callers only pass dimensions with an SLO
     share = bad_share(timed.burn.factor, objective)  # check-config keeps it below 1
+    budget = 1 - objective
     match = matcher(dimension)
     long, short = window_name(timed.long_window), window_name(timed.short_window)
     count = window_count(timed.long_window, reads_for(dimension, alerting, timing))
-    earlier = (
-        f"  and {Record.error_ratio(short)}{match} offset {window_name(timed.gap)} >= {share:.6g}\n"
-        if timed.gap
-        else ""
-    )
+
+    def burning(shift: str) -> str:
+        # Past the pair's share, and significantly past the budget on its own scores.
+        ratio, scored = Record.error_ratio(short), Record.count(short)
+        spread = f"{EDGE_ZSCORE:g} * sqrt({budget * (1 - budget):.6g} / {scored}{match}{shift})"
+        return (
+            f"  and {ratio}{match}{shift} >= {share:.6g}\n"
+            f"  and {ratio}{match}{shift} - {spread} >= {budget:.6g}\n"
+        )
+
+    earlier = burning(f" offset {window_name(timed.gap)}") if timed.gap else ""
     return (
         f"(\n  {Record.error_ratio(long)}{match} >= {share:.6g}\n"
-        f"  and {Record.error_ratio(short)}{match} >= {share:.6g}\n"
-        f"{earlier}"
+        f"{burning('')}{earlier}"
         f"  and {count} >= {timed.burn.min_samples}\n)"
     )
 
@@ -228,7 +269,7 @@ def quality_alerts(
     dimension: Dimension, alerting: AlertingConfig, timing: Timing
 ) -> tuple[AlertingRule, ...]:
     """Return one dimension's alerts."""
-    rules = [_degraded(dimension, timed, alerting) for timed in timing.tiers]
+    rules = [_degraded(dimension, timed, alerting, timing.scrape) for timed in timing.tiers]
     for level in ("critical", "warning"):
         value = getattr(dimension.thresholds, level)
         if value is not None:

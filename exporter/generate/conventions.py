@@ -114,6 +114,11 @@ class Record:
         return f"{LEVEL}:{SCORE}:stddev{window}"
 
     @staticmethod
+    def held(window: str) -> str:
+        """A held tier's condition on the window, where it holds; labels ``tier``."""
+        return f"{LEVEL}:{SCORE}:degraded{window}"
+
+    @staticmethod
     def degradation(window: str) -> str:
         """How much worse the window's mean is than the baseline's (positive: worse)."""
         return f"{LEVEL}:{SCORE}:degradation{window}"

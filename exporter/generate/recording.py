@@ -155,7 +155,7 @@ def _shares(reads: _Reads) -> list[RecordingRule]:
 
 
 def _drops(reads: _Reads) -> list[RecordingRule]:
-    """Each degradation window's drop against the baseline, and its z-score."""
+    """Each degradation window's (and edge's) drop against the baseline, and its z-score."""
     dimension, match, timing = reads.dimension, reads.match, reads.timing
     base_mean, base_count = Record.mean(BASELINE), Record.count(BASELINE)
     floor = dimension.alerting.min_stddev
@@ -169,8 +169,6 @@ def _drops(reads: _Reads) -> list[RecordingRule]:
             else f"{mean}{match} - {base_mean}{match}"
         )
         rules.append(RecordingRule(Record.degradation(suffix), worse, _labels(dimension)))
-        if window not in timing.zscore_windows():
-            continue  # an edge: its drop is checked, its significance comes from the tier's
         rules.append(
             RecordingRule(
                 Record.zscore(suffix),
@@ -181,6 +179,27 @@ def _drops(reads: _Reads) -> list[RecordingRule]:
                 f"  clamp_min({Record.stddev(BASELINE)}{match}, {floor!r})\n"
                 f"  * sqrt(1 / {Record.count(suffix)}{match} + 1 / {base_count}{match})\n)",
                 _labels(dimension),
+            )
+        )
+    return rules
+
+
+def _held(reads: _Reads) -> list[RecordingRule]:
+    """Each held tier's condition, recorded so its alert can count how long it held."""
+    dimension, match = reads.dimension, reads.match
+    rules = []
+    for timed in reads.timing.tiers:
+        if not timed.persistence.held:
+            continue
+        tier, suffix = timed.tier, window_name(timed.window)
+        delta = dimension.alerting.min_delta * tier.min_delta_factor
+        rules.append(
+            RecordingRule(
+                Record.held(suffix),
+                f"{Record.degradation(suffix)}{match} >= {delta:.6g}\n"
+                f"and {Record.zscore(suffix)}{match} >= {tier.min_zscore:.6g}\n"
+                f"and {Record.count(suffix)}{match} >= {tier.min_samples}",
+                _labels(dimension, tier=tier.name),
             )
         )
     return rules
@@ -235,6 +254,7 @@ def dimension_recording(
     rules.extend(_moments(reads, BASELINE, alerting.baseline_window, current))
     rules.extend(_shares(reads))
     rules.extend(_drops(reads))
+    rules.extend(_held(reads))
     rules.extend(_slo(reads))
     return tuple(rules)
 

@@ -11,7 +11,7 @@ from exporter.config.duration import format_duration
 from exporter.config.model import Config
 from exporter.generate.alerts import bad_share
 from exporter.generate.conventions import Alert, Group, Record, window_name
-from exporter.generate.timing import Persistence, Timing, timing
+from exporter.generate.timing import EDGE_ZSCORE, HOLD_END_ZSCORE, Persistence, Timing, timing
 
 __all__ = ["runbook"]
 
@@ -128,8 +128,11 @@ def runbook(config: Config, alerting: AlertingConfig) -> str:
         f"The mean score over a recent window is worse than the baseline (the {base} before",
         f"the last {current}) by at least `min_delta` x the tier's factor, with a z-score (drop",
         "over its standard error, from the baseline's spread floored at `min_stddev`) and a",
-        "number of scored conversations at least the tier's; long windows also show the drop in",
-        "their first and last part; all of it for the tier's `for` (effective values):",
+        "number of scored conversations at least the tier's, for the tier's `for` (effective",
+        "values below). A tier whose window is shorter than the dip holds every evaluation of",
+        f"its `for` and pages once its newest window reaches z >= {HOLD_END_ZSCORE:g}; a longer",
+        'window also needs its first and last part ("also in") to show the drop at',
+        f"z >= {EDGE_ZSCORE:g} each:",
         "",
         *_tiers(timed),
         "",

@@ -16,7 +16,15 @@ from dataclasses import dataclass
 
 from exporter.config.alerting import SCRAPES_PER_WINDOW, AlertingConfig, BurnRate, DegradationTier
 
-__all__ = ["BurnTiming", "Persistence", "TierTiming", "Timing", "timing"]
+__all__ = [
+    "EDGE_ZSCORE",
+    "HOLD_END_ZSCORE",
+    "BurnTiming",
+    "Persistence",
+    "TierTiming",
+    "Timing",
+    "timing",
+]
 
 MINUTE, HOUR = 60.0, 3600.0
 #: Windows recorded for dashboards whatever the alerting tiers use (before raising), in seconds.
@@ -25,19 +33,34 @@ DASHBOARD_WINDOWS = (300.0, 1800.0, HOUR)
 EXPORTER_WINDOW = 300.0
 #: Recorded increases that long windows are added up from, shortest first (each divides 1h).
 STEPS = (300.0, 600.0, 900.0, 1200.0, 1800.0, HOUR)
+#: Significance each persistence check needs on its own (an edge, a burn pair's short window).
+#: A deep dip can fill one edge, so the other must not pass by luck: a healthy edge reaches 3
+#: standard errors about once in 700, and a quiet agent's handful of scores only on a real drop.
+EDGE_ZSCORE = 3.0
+#: Significance the newest window of a held condition needs when the page goes out. A dip's
+#: run of degraded windows can be stretched by one lucky healthy window at either end; this
+#: stops the one after it (a healthy window reaches 3 standard errors about once in 700).
+HOLD_END_ZSCORE = 3.0
 
 
 @dataclass(frozen=True, slots=True)
 class Persistence:
     """How a window-based condition proves that a drop has outlasted ``min_duration``.
 
-    Either ``for_`` holds a short window's condition long enough (``edge`` is None), or the
-    window's first and last ``edge`` seconds must each show the drop too.
+    Either the window's first and last ``edge`` seconds must each show the drop too, or (no
+    edge) the condition holds for ``for_``. ``held``: that hold is counted from a recorded
+    series over the last ``for_`` rather than by ``for``, so the page can also ask its newest
+    window for ``HOLD_END_ZSCORE``.
     """
 
     window: float
     edge: float | None
     for_: float
+    held: bool = False
+
+    def evaluations(self, scrape: float) -> int:
+        """Return how many evaluations in a row a held condition needs."""
+        return round(self.for_ / scrape) + 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,18 +107,15 @@ class Timing:
         """
         edges = [t.persistence.edge for t in self.tiers] + [self.absolute.edge]
         tiers = (t.window for t in self.tiers)
+        shorts = (b.short_window for b in self.burns)
         found = {*self.dashboard, self.absolute.window, *tiers, *(e for e in edges if e)}
-        return tuple(sorted({*found, self.step, HOUR}))
+        return tuple(sorted({*found, *shorts, self.step, HOUR}))
 
     def degradation_windows(self) -> tuple[float, ...]:
         """Return the windows whose drop against the baseline is recorded (tiers and edges)."""
         found = {t.window for t in self.tiers}
         found.update(t.persistence.edge for t in self.tiers if t.persistence.edge)
         return tuple(sorted(found))
-
-    def zscore_windows(self) -> tuple[float, ...]:
-        """Return the windows whose z-score is recorded (the tiers' own)."""
-        return tuple(sorted({t.window for t in self.tiers}))
 
     def slo_windows(self) -> tuple[float, ...]:
         """Return every window a burn-rate pair reads, shortest first."""
@@ -124,7 +144,7 @@ def persistence(window: float, for_: float, *, scrape: float, min_duration: floa
     edge = _floor((window - min_duration) / 2, scrape)
     if edge >= SCRAPES_PER_WINDOW * scrape:
         return Persistence(window, edge, for_)
-    return Persistence(window, None, max(for_, min_duration + window - scrape))
+    return Persistence(window, None, max(for_, min_duration + window - scrape), held=True)
 
 
 def _step(scrape: float) -> float:

@@ -120,9 +120,11 @@ def _parse(output: str) -> dict[tuple[str, str], Answer]:
     for line in output.splitlines():
         stripped = line.strip()
         if stripped.startswith("expr:"):
-            match = re.match(r'expr: (".*"), time: ([^,]+),', stripped)
+            match = re.match(r'expr: (".*"), time: ([^,]+),(.*)$', stripped)
             if match is None:
                 raise GenerateError(f"cannot read promtool's report: {stripped!r}")
+            if match.group(3).strip().startswith("err:"):
+                raise GenerateError(f"promtool could not evaluate a query: {stripped}")
             current = (yaml.safe_load(match.group(1)), match.group(2))
             found[current] = []
         elif stripped.startswith("got:") and current is not None:
