@@ -474,7 +474,7 @@ class TestScenariosCommand:
         assert cells[5:7] == ["0", "0"]  # false pages, false warnings
         minutes = float(cells[7].removesuffix(f"m ({Alert.BURN})"))
         assert 10 <= minutes <= 30
-        assert "false pages: 0, false warnings: 0, incidents paged: 2 of 2" in report
+        assert "false pages: 0, false warnings: 0, incidents alerted: 2 of 2" in report
 
     @pytest.mark.timeout(300)
     def test_any_rule_file_is_judged(self, tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from exporter.generate.conventions import BASELINE, Alert, Record, window_name
 from exporter.generate.model import AlertingRule
 from exporter.generate.recording import matcher, reads_for, window_count
 from exporter.generate.timing import (
+    BURN_ZSCORE,
     EDGE_ZSCORE,
     HOLD_END_ZSCORE,
     BurnTiming,
@@ -206,7 +207,7 @@ def _burn_condition(
     def burning(shift: str) -> str:
         # Past the pair's share, and significantly past the budget on its own scores.
         ratio, scored = Record.error_ratio(short), Record.count(short)
-        spread = f"{EDGE_ZSCORE:g} * sqrt({budget * (1 - budget):.6g} / {scored}{match}{shift})"
+        spread = f"{BURN_ZSCORE:g} * sqrt({budget * (1 - budget):.6g} / {scored}{match}{shift})"
         return (
             f"  and {ratio}{match}{shift} >= {share:.6g}\n"
             f"  and {ratio}{match}{shift} - {spread} >= {budget:.6g}\n"

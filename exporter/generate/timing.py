@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from exporter.config.alerting import SCRAPES_PER_WINDOW, AlertingConfig, BurnRate, DegradationTier
 
 __all__ = [
+    "BURN_ZSCORE",
     "EDGE_ZSCORE",
     "HOLD_END_ZSCORE",
     "BurnTiming",
@@ -33,10 +34,14 @@ DASHBOARD_WINDOWS = (300.0, 1800.0, HOUR)
 EXPORTER_WINDOW = 300.0
 #: Recorded increases that long windows are added up from, shortest first (each divides 1h).
 STEPS = (300.0, 600.0, 900.0, 1200.0, 1800.0, HOUR)
-#: Significance each persistence check needs on its own (an edge, a burn pair's short window).
-#: A deep dip can fill one edge, so the other must not pass by luck: a healthy edge reaches 3
-#: standard errors about once in 700, and a quiet agent's handful of scores only on a real drop.
+#: Significance each edge of a long window needs on its own. A deep dip can fill one edge, so
+#: the other must not pass by luck: a healthy edge reaches 3 standard errors about once in 700
+#: (scores are skewed and the spread is estimated), a quiet agent's handful only on a real drop.
 EDGE_ZSCORE = 3.0
+#: How far past the error budget a burn pair's short window must be, in standard errors of a
+#: share at the budget: a binomial with a known rate, where 2 is one in 40 and the long window
+#: and the other short window must agree. At busy traffic the pair's own share is stricter.
+BURN_ZSCORE = 2.0
 #: Significance the newest window of a held condition needs when the page goes out. A dip's
 #: run of degraded windows can be stretched by one lucky healthy window at either end; this
 #: stops the one after it (a healthy window reaches 3 standard errors about once in 700).

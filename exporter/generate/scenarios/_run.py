@@ -73,8 +73,9 @@ def _delay(outcome: Outcome) -> str:
         return "-"
     if outcome.delay is None:
         return "MISSED"
-    alert = f" ({outcome.case.detect})" if outcome.case.detect else ""
-    return f"{outcome.delay:g}m{alert}"
+    what = [outcome.case.detect or "", "ticket" if outcome.case.severity == "warning" else ""]
+    shown = ", ".join(part for part in what if part)
+    return f"{outcome.delay:g}m" + (f" ({shown})" if shown else "")
 
 
 def format_report(outcomes: Sequence[Outcome]) -> str:
@@ -88,7 +89,7 @@ def format_report(outcomes: Sequence[Outcome]) -> str:
     if draws > 1:
         return "\n".join([_format_many(outcomes, draws), "", _summary(outcomes)])
     rows = [
-        "| scenario | agent | traffic | change | false pages | false warnings | paged after |",
+        "| scenario | agent | traffic | change | false pages | false warnings | alerted after |",
         "|---|---|---|---|---|---|---|",
     ]
     rows.extend(
@@ -105,7 +106,7 @@ def _summary(outcomes: Sequence[Outcome]) -> str:
     summary = (
         f"false pages: {sum(o.false_pages for o in outcomes)}, "
         f"false warnings: {sum(o.false_warnings for o in outcomes)}, "
-        f"incidents paged: {len(delays)} of {len(real)}"
+        f"incidents alerted: {len(delays)} of {len(real)}"
     )
     if delays:
         summary += f", median delay {statistics.median(delays):g}m, longest {max(delays):g}m"
@@ -115,7 +116,7 @@ def _summary(outcomes: Sequence[Outcome]) -> str:
 def _format_many(outcomes: Sequence[Outcome], draws: int) -> str:
     rows = [
         f"| scenario | agent | traffic | change | false pages ({draws} draws) | false warnings | "
-        "paged | delay median | delay p90 |",
+        "alerted | delay median | delay p90 |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     cases: dict[tuple[str, str], list[Outcome]] = {}

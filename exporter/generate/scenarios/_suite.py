@@ -40,7 +40,8 @@ class Case:
     """One agent's traffic and the truth about it.
 
     ``onset`` None: nothing happens, every alert is false. ``real`` False: a dip (or nothing)
-    that must not page. ``detect`` names the alert whose delay is reported (any page if None).
+    that must not page. ``detect`` names the alert whose delay is reported (any if None), and
+    ``severity`` which alerts count: pages, or tickets for a slow drift.
     """
 
     agent: str
@@ -50,6 +51,7 @@ class Case:
     onset: float | None = None
     real: bool = False
     detect: str | None = None
+    severity: str = "critical"
 
 
 @dataclass(frozen=True)
@@ -159,6 +161,7 @@ def default_suite(config: Config, dimension: Dimension) -> tuple[Scenario, ...]:
                     ),
                     WARM,
                     real=True,
+                    severity="warning",
                 ),
             ),
             seed=3,
@@ -267,19 +270,15 @@ def run_scenario(
     if scenario.extra is not None:
         series.extend(scenario.extra(interval, scenario.seed))
     chunks = _chunks(scenario, interval)
-    critical = 'ALERTS{alertstate="firing", severity="critical"}'
     observations: list[Observation] = []
     for start, end in chunks:
         span = _span(start, end, step_)
-        observations.extend(
-            Observation(
-                f"{severity} {end:g}", f"sum_over_time({_rising(step_, severity)}{span})", end
-            )
-            for severity in ("critical", "warning")
-        )
-        observations.append(
-            Observation(f"first {end:g}", f"min_over_time(timestamp({critical}){span})", end)
-        )
+        for severity in ("critical", "warning"):
+            firing = f'ALERTS{{alertstate="firing", severity="{severity}"}}'
+            rising = f"sum_over_time({_rising(step_, severity)}{span})"
+            first = f"min_over_time(timestamp({firing}){span})"
+            observations.append(Observation(f"{severity} {end:g}", rising, end))
+            observations.append(Observation(f"first {severity} {end:g}", first, end))
     answers = observe(
         workdir / f"{scenario.name.replace(' ', '-')}-{scenario.seed}.test.yml",
         rule_files=rule_files,
@@ -304,7 +303,7 @@ def run_scenario(
                 value
                 for start, end in chunks
                 if start >= onset
-                for labels, value in answers[f"first {end:g}"]
+                for labels, value in answers[f"first {case.severity} {end:g}"]
                 if labels.get("agent") == case.agent
                 and (case.detect is None or labels.get("alertname") == case.detect)
             ]
