@@ -15,7 +15,7 @@ from __future__ import annotations
 from types import MappingProxyType
 
 from exporter.config.duration import format_duration
-from exporter.metrics import PREFIX
+from exporter.names import PREFIX
 
 __all__ = [
     "ALERTMANAGER_DIR",

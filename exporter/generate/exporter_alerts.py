@@ -15,12 +15,17 @@ from exporter.config.alerting import AlertingConfig
 from exporter.config.model import Config
 from exporter.generate.conventions import PREFIX, Alert, window_name
 from exporter.generate.model import AlertingRule
-from exporter.generate.timing import Timing
+from exporter.generate.timing import Timing, raise_window
 
 __all__ = ["exporter_alerts"]
 
 #: Sampled conversations expected before "nothing sampled" means broken, not unlucky.
 _EXPECTED_SAMPLES = 20
+#: A scorer or judge failing (nearly) every call is an outage of the quality signal: the error
+#: alerts fire within 5 minutes of it (issue 16). "Every call": this share of the runs over
+#: the last _OUTAGE_WINDOW, and at least _OUTAGE_FAILURES of them, held for _OUTAGE_FOR.
+_OUTAGE_RATIO, _OUTAGE_FAILURES = 0.9, 3
+_OUTAGE_WINDOW, _OUTAGE_FOR = 120.0, 60.0
 
 
 def _metric(name: str, job: str, *matchers: str) -> str:
@@ -78,7 +83,6 @@ def exporter_alerts(
     )
     up = f'up{{job="{job}"}}'
     dropped = _metric("dropped_total", job, 'reason!~"daily_budget|shutdown"')
-    errors = _metric("evaluations_total", job, 'outcome=~"error|timeout"')
     budget = _metric("dropped_total", job, 'reason="daily_budget"')
     rules = [
         _rule(
@@ -137,17 +141,22 @@ def exporter_alerts(
         _rule(
             alerting,
             Alert.SCORER_ERRORS,
-            (
-                f"sum by (scorer) (increase({errors}[{rate}]))\n"
-                f"/\n(sum by (scorer) (increase({_metric('evaluations_total', job)}[{rate}])) > 0)"
-                f"\n> {settings.error_ratio:.6g}"
+            _failing(
+                "evaluations_total",
+                job=job,
+                timing=timing,
+                by="scorer",
+                failed='outcome=~"error|timeout"',
+                ratio=settings.error_ratio,
+                sustained=settings.for_,
             ),
-            for_=settings.for_,
+            for_=min(_OUTAGE_FOR, settings.for_),
             severity="warning",
             summary="Scorer {{ $labels.scorer }} fails",
             description=(
                 "{{ $value | humanizePercentage }} of scorer {{ $labels.scorer }}'s runs "
-                f"ended in an error or a timeout over the last {rate}."
+                f"ended in an error or a timeout: over {rate} for {_span(settings.for_)}, "
+                f"or nearly every run for {window_name(_outage_window(timing) + _OUTAGE_FOR)}."
             ),
         ),
         _rule(
@@ -197,24 +206,87 @@ def exporter_alerts(
             )
         )
     if config.judges:
-        failed = 'outcome=~"invalid_output|failed|breaker_open"'
+        failing = _failing(
+            "judge_calls_total",
+            job=job,
+            timing=timing,
+            by="judge",
+            failed='outcome=~"invalid_output|failed|breaker_open"',
+            ratio=settings.error_ratio,
+            sustained=settings.for_,
+        )
+        # A breaker opens after a run of failed requests, however rarely the judge is asked
+        # (the confirmation judge may be asked a few times an hour): 1 is "every call fails".
+        breaker = f"max by (judge) ({_metric('judge_breaker_open', job)}) > 0"
         rules.append(
             _rule(
                 alerting,
                 Alert.JUDGE_ERRORS,
-                (
-                    f"sum by (judge) (increase({_metric('judge_calls_total', job, failed)}"
-                    f"[{rate}]))\n/\n(sum by (judge) (increase("
-                    f"{_metric('judge_calls_total', job)}[{rate}])) > 0)\n"
-                    f"> {settings.error_ratio:.6g}"
-                ),
-                for_=settings.for_,
+                f"{failing}\nor\n{breaker}",
+                for_=min(_OUTAGE_FOR, settings.for_),
                 severity="warning",
                 summary="LLM judge {{ $labels.judge }} fails",
                 description=(
                     "{{ $value | humanizePercentage }} of the verdicts asked of judge "
-                    f"{{{{ $labels.judge }}}} failed over the last {rate}."
+                    f"{{{{ $labels.judge }}}} failed: over {rate} for "
+                    f"{_span(settings.for_)}, or nearly every one for "
+                    f"{window_name(_outage_window(timing) + _OUTAGE_FOR)}, or its circuit breaker "
+                    "is open (100%)."
                 ),
             )
         )
     return tuple(rules)
+
+
+def _failing(
+    name: str,
+    *,
+    job: str,
+    timing: Timing,
+    by: str,
+    failed: str,
+    ratio: float,
+    sustained: float,
+) -> str:
+    """Return the share of failed runs of counter ``name`` per ``by`` when it means trouble.
+
+    Either over ratio in every exporter window of the last ``sustained`` (the rule's ``for``
+    adds the rest of it), or at least _OUTAGE_RATIO of at least _OUTAGE_FAILURES runs over
+    the outage window: the first is noise-proof, the second fast.
+    """
+
+    def share(window: float) -> str:
+        span = window_name(window)
+        return (
+            f"sum by ({by}) (increase({_metric(name, job, failed)}[{span}]))\n"
+            f"/\n(sum by ({by}) (increase({_metric(name, job)}[{span}])) > 0)"
+        )
+
+    held = sustained - _OUTAGE_FOR
+    step = window_name(timing.scrape)
+    if held >= timing.scrape:
+        often = (
+            f"min_over_time((\n{_indent(share(timing.exporter))}\n)[{window_name(held)}:{step}])"
+        )
+    else:  # `for` is about an interval or less: the rule's own `for` holds it
+        often = f"(\n{_indent(share(timing.exporter))}\n)"
+    outage = _outage_window(timing)
+    return (
+        f"{often} > {ratio:.6g}\nor\n(\n{_indent(share(outage))}\n"
+        f"  >= {_OUTAGE_RATIO:.6g}\n"
+        f"  and on ({by}) sum by ({by}) (increase({_metric(name, job, failed)}"
+        f"[{window_name(outage)}])) >= {_OUTAGE_FAILURES}\n)"
+    )
+
+
+def _outage_window(timing: Timing) -> float:
+    """Return the outage window: _OUTAGE_WINDOW, or SCRAPES_PER_WINDOW scrapes if longer."""
+    return raise_window(_OUTAGE_WINDOW, timing.scrape)
+
+
+def _span(seconds: float) -> str:
+    return window_name(seconds) if seconds else "0s"  # alerting.exporter.for may be 0
+
+
+def _indent(text: str) -> str:
+    return "\n".join(f"  {line}" for line in text.splitlines())

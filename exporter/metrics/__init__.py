@@ -1,7 +1,6 @@
 """The daemon's Prometheus metrics: the definitions and the collectors behind them."""
 
 from exporter.metrics._collectors import (
-    PREFIX,
     CallbackGauges,
     HistogramSeries,
     LoopChild,
@@ -11,6 +10,7 @@ from exporter.metrics._collectors import (
 from exporter.metrics._metrics import (
     DATASET_DROP_REASONS,
     DATASET_ERROR_REASONS,
+    HTTP_ERROR_REASONS,
     JUDGE_VERDICTS,
     MAX_FLAG_VALUES,
     OTLP_DROP_REASONS,
@@ -22,12 +22,12 @@ from exporter.metrics._metrics import (
 __all__ = [
     "DATASET_DROP_REASONS",
     "DATASET_ERROR_REASONS",
+    "HTTP_ERROR_REASONS",
     "JUDGE_VERDICTS",
     "MAX_FLAG_VALUES",
     "OTLP_DROP_REASONS",
     "OTLP_SPAN_OUTCOMES",
     "OTLP_TRIGGERS",
-    "PREFIX",
     "CallbackGauges",
     "HistogramSeries",
     "LoopChild",

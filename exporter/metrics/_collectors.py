@@ -15,6 +15,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from exporter.config.model import Dimension
+from exporter.names import PREFIX
 
 __all__ = [
     "CallbackGauges",
@@ -25,8 +26,6 @@ __all__ = [
     "ScoreHistograms",
     "total",
 ]
-
-PREFIX = "agent_quality"
 
 
 class HistogramSeries:

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from exporter.config.model import Config, Dimension
 from exporter.exceptions import GenerateError
-from exporter.generate.scenarios._promtool import prune_rule_files
-from exporter.generate.scenarios._suite import Outcome, Scenario, default_suite, run_scenario
+from exporter.scenarios._promtool import prune_rule_files
+from exporter.scenarios._suite import Outcome, Scenario, default_suite, run_scenario
 
 __all__ = ["choose_dimension", "format_report", "run_suite"]
 

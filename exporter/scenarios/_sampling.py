@@ -13,10 +13,10 @@ from collections import defaultdict
 
 from exporter.config.model import Config, Dimension, SamplingConfig
 from exporter.generate.conventions import SCORE, le_value
-from exporter.generate.scenarios._synthetic import Series, counter_series, healthy, poisson
-from exporter.metrics import PREFIX
 from exporter.model import Conversation, Message
+from exporter.names import PREFIX
 from exporter.sampling import Sampler
+from exporter.scenarios._synthetic import Series, counter_series, healthy, poisson
 
 __all__ = ["sampled_day"]
 

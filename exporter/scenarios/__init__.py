@@ -7,16 +7,17 @@ per scenario the false pages, false warnings and detection delay. docs/alerting.
 report for the default config. The same generator feeds the repository's promtool tests.
 """
 
-from exporter.generate.scenarios._promtool import (
+from exporter.scenarios import _cli as cli
+from exporter.scenarios._promtool import (
     Observation,
     observe,
     promtool_test,
     prune_rule_files,
     write_test_file,
 )
-from exporter.generate.scenarios._run import format_report, run_suite
-from exporter.generate.scenarios._sampling import sampled_day
-from exporter.generate.scenarios._suite import (
+from exporter.scenarios._run import format_report, run_suite
+from exporter.scenarios._sampling import sampled_day
+from exporter.scenarios._suite import (
     WARM,
     Case,
     Outcome,
@@ -24,7 +25,7 @@ from exporter.generate.scenarios._suite import (
     default_suite,
     run_scenario,
 )
-from exporter.generate.scenarios._synthetic import (
+from exporter.scenarios._synthetic import (
     HEALTHY,
     INSTANCE,
     JOB,
@@ -51,6 +52,7 @@ __all__ = [
     "Scenario",
     "Series",
     "Stream",
+    "cli",
     "constant",
     "counter_series",
     "default_suite",

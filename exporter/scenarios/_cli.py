@@ -1,4 +1,7 @@
-"""``agent-quality-exporter scenarios``: the suite's report for a config or any rule files."""
+"""``agent-quality-exporter scenarios``: the suite's report for a config or any rule files.
+
+Its arguments are parsed by ``exporter.cli``, which loads this package only to run it.
+"""
 
 from __future__ import annotations
 
@@ -10,69 +13,11 @@ from typing import Any, TextIO
 
 from exporter.config import Config, parse_duration
 from exporter.exceptions import ExporterError
-from exporter.generate.scenarios._suite import Outcome
+from exporter.scenarios._suite import Outcome
 
-__all__ = ["add_parser", "run"]
+__all__ = ["run"]
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
-
-
-def add_parser(subparsers: Any, **kwargs: Any) -> argparse.ArgumentParser:
-    """Add the ``scenarios`` subcommand; ``kwargs`` go to ``add_parser`` as they are."""
-    parser: argparse.ArgumentParser = subparsers.add_parser(
-        "scenarios",
-        help="run synthetic traffic through the alert rules with promtool and report",
-        description="Generate the rules for the config (or take --rules), evaluate them with "
-        "`promtool test rules` over the scenario suite (steady, diurnal and quiet traffic, "
-        "drops, short dips, a drift, an error budget burning, a day whose sampling budget "
-        "would run out) and print per scenario the false pages, false warnings and the "
-        "delay from a real drop to its page. Needs promtool on PATH; takes a few minutes.",
-        **kwargs,
-    )
-    parser.add_argument(
-        "--config.file",
-        dest="config_file",
-        metavar="PATH",
-        help="YAML configuration: its dimensions and sampling shape the traffic, and its "
-        "rules are tested unless --rules is given (default: the embedded default)",
-    )
-    parser.add_argument(
-        "--rules",
-        action="append",
-        type=Path,
-        default=[],
-        metavar="FILE",
-        help="a rule file to test instead of the config's generated rules (repeat)",
-    )
-    parser.add_argument(
-        "--dimension",
-        metavar="NAME",
-        help="the dimension whose scores change (default: the first on a 0-1 scale with an "
-        "SLO objective)",
-    )
-    parser.add_argument(
-        "--interval",
-        metavar="DURATION",
-        help="scrape and evaluation interval of the series (default: alerting.scrape_interval)",
-    )
-    parser.add_argument(
-        "--scenario",
-        action="append",
-        default=[],
-        metavar="NAME",
-        help="run only this scenario (repeat; default: all)",
-    )
-    parser.add_argument(
-        "--seeds",
-        type=int,
-        default=1,
-        metavar="N",
-        help="run each scenario with N different random draws and report rates (default 1)",
-    )
-    parser.add_argument(
-        "--format", dest="output_format", choices=("table", "json"), default="table"
-    )
-    return parser
 
 
 def _outcome_data(outcome: Outcome) -> dict[str, Any]:
@@ -94,7 +39,7 @@ def _outcome_data(outcome: Outcome) -> dict[str, Any]:
 def run(args: argparse.Namespace, *, stdout: TextIO, stderr: TextIO, config: Config) -> int:
     """Run the suite as ``args`` say; print the report. Exit 1 on a false page or a miss."""
     from exporter.generate import generate
-    from exporter.generate.scenarios._run import choose_dimension, format_report, run_suite
+    from exporter.scenarios._run import choose_dimension, format_report, run_suite
 
     if config.alerting is None:  # pragma: no cover - a loaded config always has one
         print("scenarios: the config has no alerting section", file=stderr)

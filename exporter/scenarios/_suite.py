@@ -17,9 +17,9 @@ from pathlib import Path
 
 from exporter.config.model import Config, Dimension
 from exporter.generate.conventions import Alert
-from exporter.generate.scenarios._promtool import Answer, Observation, observe
-from exporter.generate.scenarios._sampling import sampled_day
-from exporter.generate.scenarios._synthetic import (
+from exporter.scenarios._promtool import Answer, Observation, observe
+from exporter.scenarios._sampling import sampled_day
+from exporter.scenarios._synthetic import (
     Series,
     Stream,
     constant,
