@@ -131,7 +131,7 @@ class EventExport:
         """Emit one record per scored dimension, or count it dropped when the queue is full."""
         scores = [
             (self._dimensions[name], value)
-            for name, value in evaluation.scores.items()
+            for name, value in evaluation.final_scores.items()  # what the metrics record
             if name in self._dimensions
         ]
         # One reservation for the whole evaluation: with the endpoint down the queue is full,
