@@ -4,7 +4,8 @@
 
 The real daemon runs pinned to one core with a config of 20 agents (plus ``other``) and 10
 dimensions (the default five and five more on 0-1) and the default scorers; every agent sends
-conversations carrying upstream scores for every dimension, so every series has data. This
+conversations carrying upstream scores for every dimension and a trace id, so every series has
+data and every bucket an exemplar (OpenMetrics; the text format has none). This
 process scrapes from the other core over one keep-alive connection: median and p95 wall time
 of ``--scrapes`` scrapes, the server's CPU time per scrape, and the body size, in three forms:
 Prometheus text, OpenMetrics, and what Prometheus itself asks for (its ``Accept`` header,
@@ -93,6 +94,8 @@ def populate(port: int, document: dict[str, Any], *, per_agent: int = 10) -> int
         for n in range(per_agent):
             item = conversation(a * per_agent + n)
             item["agent"] = agent
+            # Every conversation traced, so every bucket of ours carries an exemplar.
+            item["trace_id"] = f"{a * per_agent + n + 1:032x}"
             spread = (n + a) % per_agent / max(per_agent - 1, 1)
             item["scores"] = {name: low + (high - low) * spread for name, low, high in scales}
             lines.append(json.dumps(item).encode())

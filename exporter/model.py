@@ -37,6 +37,21 @@ _Count = Annotated[int, msgspec.Meta(ge=0)] | Annotated[float, msgspec.Meta(ge=0
 # msgspec documents `format: date-time` only for tz-aware datetimes, and naive ones stay accepted
 # here; without the format the schema (and the OpenAPI document) would allow any string.
 _Timestamp = Annotated[dt.datetime, msgspec.Meta(extra_json_schema={"format": "date-time"})]
+# W3C Trace Context: lowercase hex, and an all-zero id is invalid (it means "no trace").
+_TraceId = Annotated[
+    str,
+    msgspec.Meta(
+        pattern="^(?!0{32}$)[0-9a-f]{32}$",
+        description="W3C trace id of the conversation's trace: 32 lowercase hex, not all zero.",
+    ),
+]
+_SpanId = Annotated[
+    str,
+    msgspec.Meta(
+        pattern="^(?!0{16}$)[0-9a-f]{16}$",
+        description="W3C span id of the conversation's root or agent span: 16 lowercase hex.",
+    ),
+]
 # Signal and score values are scalars; nested structures there are almost always a bug upstream.
 _Scalar = bool | int | float | str | None
 #: The roles whose text is the conversation itself (system prompts and tool output frame it).
@@ -98,6 +113,8 @@ class Conversation(msgspec.Struct, gc=False):
     started_at: _Timestamp | None = None
     ended_at: _Timestamp | None = None
     metadata: dict[str, Any] = {}
+    trace_id: _TraceId | None = None
+    span_id: _SpanId | None = None
 
     def final_answer(self) -> str:
         """Return the text of the last assistant message that has text, or ``""``."""

@@ -88,6 +88,8 @@ class Evaluation:
     errors: dict[str, str] = field(default_factory=dict)
     #: Dimensions scored bad by the first tier that the confirming judge re-scored as fine.
     overturned: set[str] = field(default_factory=set)
+    #: Which scorer gave each dimension's score (its confirmer, once ``confirmed`` has it).
+    sources: dict[str, str] = field(default_factory=dict)
     #: Scores a confirmer gave on re-scoring (the tier-2 judge's), by dimension.
     confirmed: dict[str, float] = field(default_factory=dict)
 

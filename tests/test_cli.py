@@ -40,8 +40,9 @@ class TestCheckConfig:
         assert err.splitlines() == [
             f"config error: {path}: $.sampling.base_rate: 7 is greater than the maximum of 1",
             f"config error: {path}: $.samplng: unknown key 'samplng'; did you mean 'sampling'? "
-            "(known keys: server, agents, sampling, pipeline, otlp, dimensions, scorers, judges,"
-            " judge_defaults, prices, rubrics, confirmation, dataset, alerting, grafana)",
+            "(known keys: server, agents, sampling, pipeline, otlp, otel_export, dimensions,"
+            " scorers, judges, judge_defaults, prices, rubrics, confirmation, dataset, alerting,"
+            " grafana)",
         ]
 
 

@@ -170,6 +170,17 @@ class TestErrors:
         answer = await response.json()
         assert answer["detail"]["rejected"][0]["where"] == "$.messages"
 
+    @pytest.mark.parametrize("field", ["trace_id", "span_id"])
+    async def test_bad_trace_context_is_400_naming_the_field(
+        self, client_for: MakeClient, field: str
+    ) -> None:
+        """A trace or span id that is not W3C lowercase hex is refused like any other field."""
+        client = await client_for()
+        response = await client.post("/v1/conversations", json=conversation(**{field: "xyz"}))
+        assert response.status == 400
+        answer = await response.json()
+        assert answer["detail"]["rejected"][0]["where"] == f"$.{field}"
+
     async def test_unsupported_content_type_is_415(self, client_for: MakeClient) -> None:
         """Only JSON and NDJSON are accepted."""
         client = await client_for()

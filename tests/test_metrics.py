@@ -8,13 +8,14 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
 from exporter.config import Config, parse_config
-from exporter.metrics import Metrics
+from exporter.metrics import Metrics, exemplar_labels
 from exporter.web import create_app
-from exporter.web.keys import REGISTRY
+from exporter.web.keys import PIPELINE, REGISTRY
 from tests.conftest import conversation
-from tests.support.app import Client
+from tests.support.app import Client, MakeClient
 
 REFERENCE = Path(__file__).resolve().parents[1] / "docs" / "metrics.md"
 
@@ -59,6 +60,8 @@ def everything(dataset: Path, judge_url: str) -> Config:
             ],
             "confirmation": {"judge": "second"},
             "dataset": {"enabled": True, "path": str(dataset)},
+            # Nothing listens there: the series exist all the same.
+            "otel_export": {"enabled": True, "endpoint": "http://127.0.0.1:9/v1/logs"},
         }
     )
 
@@ -134,3 +137,49 @@ class TestTotals:
         assert totals["dataset_dropped_backlog_full"] == 2
         assert "dataset_dropped_shutdown" not in totals
         assert "dataset_records" not in Metrics(parse_config({}), CollectorRegistry()).totals()
+
+
+class TestExemplars:
+    async def test_openmetrics_buckets_carry_the_trace_of_a_conversation(
+        self, client_for: MakeClient
+    ) -> None:
+        """A traced conversation's scores put its trace on their buckets, in OpenMetrics only."""
+        client = await client_for(sampling={"base_rate": 1.0})
+        trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+        bad = conversation(id="c-bad", trace_id=trace, scores={"csat": 1})
+        untraced = conversation(id="c-plain")
+        assert (await client.post("/v1/conversations", json=[bad, untraced])).status == 202
+        await client.app[PIPELINE].drain(60)
+        openmetrics = await (
+            await client.get("/metrics", headers={"Accept": "application/openmetrics-text"})
+        ).text()
+        exemplars = [
+            line for line in openmetrics.splitlines() if " # {" in line and "_bucket{" in line
+        ]
+        assert exemplars, "no bucket carries an exemplar"
+        for line in exemplars:
+            assert line.startswith("agent_quality_score_bucket{")
+            assert f'trace_id="{trace}"' in line
+            assert 'conversation_id="c-bad"' in line
+        families = {
+            f.name: f
+            for f in text_string_to_metric_families(openmetrics)  # type: ignore[no-untyped-call]
+        }
+        with_exemplar = [s for s in families["agent_quality_score"].samples if s.exemplar]
+        # The exemplar sits on the bucket its score fell into, with the score as its value.
+        for sample in with_exemplar:
+            assert sample.exemplar.value <= float(sample.labels["le"])
+        assert {s.labels["dimension"] for s in with_exemplar} >= {"tool_success", "final_answer"}
+        text = await (await client.get("/metrics")).text()
+        assert trace not in text
+
+    def test_label_set_fits_the_openmetrics_limit(self) -> None:
+        """Trace id plus conversation id never exceed 128 characters; no trace, no exemplar."""
+        trace = "a" * 32
+        labels = exemplar_labels(trace_id=trace, conversation_id="é" * 512)
+        assert labels is not None
+        assert sum(len(k) + len(v) for k, v in labels.items()) == 128
+        assert labels["trace_id"] == trace
+        short = exemplar_labels(trace_id=trace, conversation_id="c-1")
+        assert short == {"trace_id": trace, "conversation_id": "c-1"}
+        assert exemplar_labels(trace_id=None, conversation_id="c-1") is None

@@ -36,6 +36,13 @@ def test_spec_example_decodes() -> None:
     assert decoded.usage.total_tokens == 970
 
 
+def test_trace_context_is_kept() -> None:
+    """A W3C trace id and span id decode as sent."""
+    trace, span = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+    decoded = decode_conversation(json.dumps(conversation(trace_id=trace, span_id=span)).encode())
+    assert (decoded.trace_id, decoded.span_id) == (trace, span)
+
+
 def _accepts_msgspec(document: Any) -> bool:
     try:
         decode_conversation(json.dumps(document).encode())
@@ -70,6 +77,8 @@ _documents = st.fixed_dictionaries(
         "usage": st.fixed_dictionaries(
             {}, optional={"input_tokens": st.integers(-2, 5), "cost_usd": st.floats(-1, 1)}
         ),
+        "trace_id": st.sampled_from(["0" * 32, "a" * 32, "A" * 32, "a" * 31, "1" * 33]) | _values,
+        "span_id": st.sampled_from(["0" * 16, "0" * 15 + "1", "F" * 16, "g" * 16]) | _values,
     },
 )
 
@@ -89,6 +98,12 @@ def test_decoder_and_shipped_schema_agree(document: dict[str, Any]) -> None:
         ({"messages": [{"role": "bot"}]}, "$.messages[0].role"),
         ({"usage": {"input_tokens": -1}}, "$.usage.input_tokens"),
         ({"scores": {"x": "high"}}, "$.scores"),
+        ({"trace_id": "4BF92F3577B34DA6A3CE929D0E0E4736"}, "$.trace_id"),
+        ({"trace_id": "0" * 32}, "$.trace_id"),
+        ({"trace_id": "4bf92f3577b34da6a3ce929d0e0e473"}, "$.trace_id"),
+        ({"span_id": "00f067aa0ba902b7aa"}, "$.span_id"),
+        ({"span_id": "0" * 16}, "$.span_id"),
+        ({"span_id": 7}, "$.span_id"),
     ],
 )
 def test_errors_name_the_field(change: dict[str, Any], where: str) -> None:

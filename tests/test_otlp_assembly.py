@@ -121,6 +121,38 @@ class TestAssembly:
         assert failed.metadata["source"] == "otlp"
         assert failed.metadata["service.name"] == "support-service"
 
+    @pytest.mark.parametrize("convention", ["genai", "openinference"])
+    def test_conversation_carries_its_trace_and_agent_span(self, convention: Convention) -> None:
+        """The assembled conversation names its trace and the agent span it came from."""
+        plays = scripts(2)
+        spans = sdk_spans(convention, plays)
+        buffer = PartialBuffer(config())
+        assert all(feed(buffer, spans))
+        roots = {
+            span.trace_id.hex(): span.span_id.hex() for span in spans if not span.parent_span_id
+        }
+        done = [conversation_of(partial) for partial in buffer.take_ended()]
+        assert len(done) == 2
+        for conversation in done:
+            assert conversation.trace_id in roots
+            assert conversation.span_id == roots[conversation.trace_id]
+
+    def test_last_response_id_is_kept(self) -> None:
+        """The last LLM call's gen_ai.response.id goes to metadata, for evaluation events."""
+        buffer = PartialBuffer(config())
+        for n, response in enumerate(("chatcmpl-1", "chatcmpl-2")):
+            chat = {
+                "gen_ai.operation.name": "chat",
+                "gen_ai.response.id": response,
+                "gen_ai.input.messages": json.dumps(
+                    [{"role": "user", "parts": [{"type": "text", "content": f"q{n}"}]}]
+                ),
+            }
+            assert buffer.add(_record(make_span(chat, span=2 + n, parent=1, start=n)), service=None)
+        buffer.end_trace((1).to_bytes(16, "big"))
+        (partial,) = buffer.take_ended()
+        assert conversation_of(partial).metadata["gen_ai.response.id"] == "chatcmpl-2"
+
     def test_multi_turn_conversation_over_several_traces(self) -> None:
         """With root-span completion off, one conversation id gathers every turn's trace."""
         clock = Clock()

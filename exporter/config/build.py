@@ -26,6 +26,7 @@ from exporter.config.model import (
     Dimension,
     GrafanaConfig,
     JudgeConfig,
+    OtelExportConfig,
     OtlpConfig,
     PipelineConfig,
     Price,
@@ -87,6 +88,7 @@ class _Builder:
             confirmation=self.confirmation(judges, scorers, {d.name for d in dimensions}),
             dataset=self.dataset({d.name for d in dimensions}),
             otlp=self.otlp(),
+            otel_export=self.otel_export(),
             grafana=GrafanaConfig(**self.doc["grafana"]),
             alerting=alerting,
         )
@@ -124,6 +126,35 @@ class _Builder:
             max_conversations=buffer["max_conversations"],
             max_bytes=buffer["max_bytes"],
             max_age=age,
+        )
+
+    def otel_export(self) -> OtelExportConfig:
+        raw, path = self.doc["otel_export"], "$.otel_export"
+        plain, secret = {}, {}
+        for name, value in raw["headers"].items():
+            if isinstance(value, str):
+                plain[name] = value
+            else:
+                ((kind, where),) = value.items()
+                secret[name] = (kind, where)
+        timeout, delay = parse_duration(raw["timeout"]), parse_duration(raw["queue"]["delay"])
+        if timeout <= 0:
+            raise self.fail(f"{path}.timeout", "must be longer than 0s")
+        queue = raw["queue"]
+        if queue["batch_size"] > queue["max_records"]:
+            raise self.fail(
+                f"{path}.queue.batch_size", f"must be at most max_records ({queue['max_records']})"
+            )
+        return OtelExportConfig(
+            enabled=raw["enabled"],
+            endpoint=raw["endpoint"],
+            headers=MappingProxyType(plain),
+            secret_headers=MappingProxyType(secret),
+            timeout=timeout,
+            max_records=queue["max_records"],
+            batch_size=queue["batch_size"],
+            delay=delay,
+            redaction=self.redaction(f"{path}.redaction", raw["redaction"]),
         )
 
     def dataset(self, declared: set[str]) -> DatasetConfig:

@@ -162,6 +162,9 @@ class GrafanaConfig:
     prometheus_url: str = "http://prometheus:9090"
     dashboards_path: str = "/var/lib/grafana/dashboards/agent-quality"
     folder: str = "Agent quality"
+    #: Data source uids of the traces and logs backends the dashboards link to (None: no link).
+    tempo_datasource_uid: str | None = None
+    loki_datasource_uid: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,6 +273,27 @@ class DatasetConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class OtelExportConfig:
+    """Evaluation results sent as OpenTelemetry log records over OTLP/HTTP.
+
+    ``headers`` hold the plain values; ``secret_headers`` name where the others come from
+    (``("env", VAR)`` or ``("file", PATH)``), read into ``headers`` when the daemon starts.
+    """
+
+    enabled: bool = False
+    endpoint: str = "http://localhost:4318/v1/logs"
+    headers: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    secret_headers: Mapping[str, tuple[str, str]] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
+    timeout: float = 10.0
+    max_records: int = 2048
+    batch_size: int = 512
+    delay: float = 1.0
+    redaction: RedactionConfig = RedactionConfig()
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole validated configuration."""
 
@@ -286,6 +310,7 @@ class Config:
     confirmation: ConfirmationConfig = ConfirmationConfig()
     dataset: DatasetConfig = DatasetConfig()
     otlp: OtlpConfig = OtlpConfig()
+    otel_export: OtelExportConfig = OtelExportConfig()
     grafana: GrafanaConfig = GrafanaConfig()
     #: The generated rules' settings (exporter/config/alerting.py); None only in hand-built
     #: configs of unit tests, which `generate` refuses.

@@ -63,6 +63,11 @@ def needed_secrets(config: Config) -> tuple[Secret, ...]:
     for name, judge in config.judges.items():
         if judge.api_key_env:
             found.append(Secret(f"$.judges.{name}.api_key_env", env=judge.api_key_env))
+    export = config.otel_export
+    if export.enabled:
+        for header, (kind, where) in export.secret_headers.items():
+            path = f"$.otel_export.headers.{header}.{kind}"
+            found.append(Secret(path, env=where) if kind == "env" else Secret(path, file=where))
     return tuple(found)
 
 
@@ -85,10 +90,16 @@ def resolve_secrets(config: Config) -> Config:
         name: dataclasses.replace(judge, api_key=values.get(f"$.judges.{name}.api_key_env"))
         for name, judge in config.judges.items()
     }
+    export = config.otel_export
+    headers = dict(export.headers)
+    if export.enabled:
+        for header, (kind, _) in export.secret_headers.items():
+            headers[header] = values[f"$.otel_export.headers.{header}.{kind}"]
     return dataclasses.replace(
         config,
         server=dataclasses.replace(
             config.server, auth=dataclasses.replace(auth, bearer_token=token)
         ),
         judges=MappingProxyType(judges),
+        otel_export=dataclasses.replace(export, headers=MappingProxyType(headers)),
     )

@@ -6,10 +6,12 @@ from exporter.metrics._collectors import (
     LoopChild,
     LoopCounter,
     ScoreHistograms,
+    exemplar_labels,
 )
 from exporter.metrics._metrics import (
     DATASET_DROP_REASONS,
     DATASET_ERROR_REASONS,
+    EVENT_OUTCOMES,
     HTTP_ERROR_REASONS,
     JUDGE_VERDICTS,
     MAX_FLAG_VALUES,
@@ -23,6 +25,7 @@ from exporter.metrics._metrics import (
 __all__ = [
     "DATASET_DROP_REASONS",
     "DATASET_ERROR_REASONS",
+    "EVENT_OUTCOMES",
     "HTTP_ERROR_REASONS",
     "JUDGE_VERDICTS",
     "MAX_FLAG_VALUES",
@@ -36,4 +39,5 @@ __all__ = [
     "LoopCounter",
     "Metrics",
     "ScoreHistograms",
+    "exemplar_labels",
 ]

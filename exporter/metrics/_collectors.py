@@ -7,12 +7,14 @@ lock on the event-loop thread, and callback gauges read derived values at scrape
 from __future__ import annotations
 
 import bisect
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
+from prometheus_client.samples import Exemplar
 
 from exporter.config.model import Dimension
 from exporter.names import PREFIX
@@ -24,33 +26,80 @@ __all__ = [
     "LoopCounter",
     "LoopHistogram",
     "ScoreHistograms",
+    "exemplar_labels",
     "total",
 ]
 
+#: OpenMetrics: an exemplar's label names and values together hold at most 128 characters.
+EXEMPLAR_MAX_CHARACTERS = 128
+_TRACE_KEY, _CONVERSATION_KEY = "trace_id", "conversation_id"
+
+
+def exemplar_labels(*, trace_id: str | None, conversation_id: str) -> dict[str, str] | None:
+    """Return the exemplar labels of a traced conversation, or None without a trace.
+
+    The conversation id is cut to what the OpenMetrics limit leaves after the trace id; it is
+    a value of the exemplar, never of a series, so it adds no cardinality.
+    """
+    if trace_id is None:
+        return None
+    room = EXEMPLAR_MAX_CHARACTERS - len(_TRACE_KEY) - len(trace_id) - len(_CONVERSATION_KEY)
+    return {_TRACE_KEY: trace_id, _CONVERSATION_KEY: conversation_id[: max(room, 0)]}
+
+
+#: A cumulative bucket: ``(le, count)``, with its exemplar when it has one.
+_Bucket = tuple[str, float] | tuple[str, float, Exemplar]
+
 
 class HistogramSeries:
-    """One histogram series: counts per bucket, sum and sum of squares."""
+    """One histogram series: counts per bucket, sum and sum of squares.
 
-    __slots__ = ("bounds", "counts", "squares", "sum")
+    With exemplars, each bucket keeps the last one that fell into it (OpenMetrics shows one per
+    bucket); a series that never had one pays nothing for them at scrape time.
+    """
+
+    __slots__ = ("bounds", "counts", "exemplars", "squares", "sum")
 
     def __init__(self, bounds: tuple[float, ...]) -> None:
         self.bounds = bounds
         self.counts = [0] * (len(bounds) + 1)  # the last slot is +Inf
         self.sum = 0.0
         self.squares = 0.0
+        self.exemplars: list[Exemplar | None] | None = None
 
-    def observe(self, value: float) -> None:
+    def observe(self, value: float, exemplar: dict[str, str] | None = None) -> None:
         # bisect_left: a value equal to a bound belongs to that bucket (le is inclusive).
-        self.counts[bisect.bisect_left(self.bounds, value)] += 1
+        index = bisect.bisect_left(self.bounds, value)
+        self.counts[index] += 1
         self.sum += value
         self.squares += value * value
+        if exemplar is not None:
+            if self.exemplars is None:
+                self.exemplars = [None] * len(self.counts)
+            # Timestamped, so Prometheus stores it once rather than again at every scrape.
+            self.exemplars[index] = Exemplar(exemplar, value, time.time())
 
-    def buckets(self) -> list[tuple[str, float]]:
-        """Return the cumulative ``(le, count)`` pairs, ``+Inf`` last."""
-        cumulative, result = 0, list[tuple[str, float]]()
-        for bound, count in zip((*self.bounds, float("inf")), self.counts, strict=True):
+    def buckets(self) -> list[_Bucket]:
+        """Return the cumulative ``(le, count)`` pairs, ``+Inf`` last, with exemplars if any."""
+        bounds = (*self.bounds, float("inf"))
+        if self.exemplars is not None:
+            return self._with_exemplars(bounds, self.exemplars)
+        cumulative, result = 0, list[_Bucket]()
+        for bound, count in zip(bounds, self.counts, strict=True):
             cumulative += count
             result.append((_format_bound(bound), cumulative))
+        return result
+
+    def _with_exemplars(
+        self, bounds: tuple[float, ...], exemplars: list[Exemplar | None]
+    ) -> list[_Bucket]:
+        cumulative, result = 0, list[_Bucket]()
+        for bound, count, exemplar in zip(bounds, self.counts, exemplars, strict=True):
+            cumulative += count
+            if exemplar is None:
+                result.append((_format_bound(bound), cumulative))
+            else:
+                result.append((_format_bound(bound), cumulative, exemplar))
         return result
 
 
@@ -120,9 +169,18 @@ class ScoreHistograms(Collector):
                 if series is None or series.bounds != dimension.buckets:
                     self._series[agent, dimension.name] = HistogramSeries(dimension.buckets)
 
-    def observe(self, agent: str, dimension: str, value: float) -> None:
-        """Record one score; the caller has checked that both labels are configured."""
-        self._series[agent, dimension].observe(value)
+    def observe(
+        self,
+        agent: str,
+        dimension: str,
+        value: float,
+        exemplar: dict[str, str] | None = None,
+    ) -> None:
+        """Record one score; the caller has checked that both labels are configured.
+
+        ``exemplar`` (``exemplar_labels``) becomes its bucket's exemplar in OpenMetrics.
+        """
+        self._series[agent, dimension].observe(value, exemplar)
 
     def collect(self) -> Iterator[Metric]:
         histogram = HistogramMetricFamily(

@@ -33,6 +33,7 @@ from exporter.names import PREFIX
 __all__ = [
     "DATASET_DROP_REASONS",
     "DATASET_ERROR_REASONS",
+    "EVENT_OUTCOMES",
     "HTTP_ERROR_REASONS",
     "JUDGE_VERDICTS",
     "MAX_FLAG_VALUES",
@@ -84,6 +85,10 @@ DATASET_DROP_REASONS = ("backlog_full", "encode", "shutdown")
 #: (`too_long`: a request line or header over its limit; `bad_method`: mostly TLS or another
 #: protocol on the HTTP port), or the server failed on it (`internal`).
 HTTP_ERROR_REASONS = ("malformed", "too_long", "bad_method", "internal")
+
+#: What became of an evaluation event (otel_export): sent, refused or unanswered by the endpoint
+#: after the exporter's retries, or never sent (the queue full, or still waiting at shutdown).
+EVENT_OUTCOMES = ("sent", "failed", "dropped")
 
 _SCORER_DURATION_BUCKETS = (0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
@@ -203,6 +208,12 @@ class Metrics:
         self.dataset_rotations = counter(
             "dataset_rotations", "Feedback dataset files finished and renamed."
         )
+        # Evaluation events (otel_export): counted on the SDK's export thread too.
+        self.evaluation_events = counter(
+            "evaluation_events",
+            "gen_ai.evaluation.result log records, by outcome (sent, failed, dropped).",
+            ("outcome",),
+        )
         self.scorer_duration = LoopHistogram(
             f"{PREFIX}_scorer_duration_seconds",
             "Time per scorer run.",
@@ -271,6 +282,9 @@ class Metrics:
                 self.dataset_dropped.labels(reason)
         for scorer in config.scorers:
             self.scorer_duration.labels(scorer.name)
+        if config.otel_export.enabled:
+            for outcome in EVENT_OUTCOMES:
+                self.evaluation_events.labels(outcome)
 
     def _initialise_judges(self, config: Config) -> None:
         if not config.judges:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from exporter.config.model import Config
 from exporter.logs import FailureLog
-from exporter.metrics import HistogramSeries, LoopChild, Metrics
+from exporter.metrics import HistogramSeries, LoopChild, Metrics, exemplar_labels
 from exporter.model import Conversation
 from exporter.types import (
     Closeable,
@@ -269,21 +269,23 @@ class Pipeline:
         evaluation = Evaluation(job.conversation, job.agent, job.reason)
         text = job.conversation.has_text()
         results = await self._run_inline(setup, job, text=text)
+        names = [scorer.name for scorer, _, _ in setup.inline_runs(job.agent, text=text)]
         awaiting = setup.awaiting if text else setup.awaiting_without_text
         if len(awaiting) == 1:
             results.append(await self._run(setup, awaiting[0], job))
         elif awaiting:
             results += await asyncio.gather(*(self._run(setup, s, job) for s in awaiting))
-        for result in results:
+        names += [scorer.name for scorer in awaiting]
+        for name, result in zip(names, results, strict=True):
             if result is not None:
-                self._merge(setup, evaluation, result)
+                self._merge(setup, evaluation, result, source=name)
         if not text and not (evaluation.scores or evaluation.flags):
             self._metrics.dropped.labels("no_content").inc()
             return
         for confirmer in setup.confirmers if text else ():
             extra = await self._confirm(setup, confirmer, evaluation)
             if extra is not None:
-                self._merge_confirmation(setup, evaluation, extra)
+                self._merge_confirmation(setup, evaluation, extra, source=confirmer.name)
         self._record(evaluation)
         for sink in setup.sinks:
             try:
@@ -345,7 +347,9 @@ class Pipeline:
         """Log a failure: the first of each kind, then one a kind per interval, with counts."""
         self._failure_log.failed(what, error, where=where)
 
-    def _merge(self, setup: _Setup, evaluation: Evaluation, result: ScoreResult) -> None:
+    def _merge(
+        self, setup: _Setup, evaluation: Evaluation, result: ScoreResult, *, source: str
+    ) -> None:
         """Add a result; one score per dimension, the first scorer in config order wins."""
         for name, value in result.scores.items():
             reason = _rejection(setup, name, value)
@@ -355,13 +359,14 @@ class Pipeline:
                 self._metrics.ignored_scores.labels(reason).inc()
                 continue
             evaluation.scores[name] = float(value)
+            evaluation.sources[name] = source
         if result.flags:
             evaluation.flags.extend(f for f in result.flags if f not in evaluation.flags)
         if result.explanations:
             evaluation.explanations.update(result.explanations)
 
     def _merge_confirmation(
-        self, setup: _Setup, evaluation: Evaluation, result: ScoreResult
+        self, setup: _Setup, evaluation: Evaluation, result: ScoreResult, *, source: str
     ) -> None:
         """Add a confirmer's result: its scores re-score first-tier ones, never add new ones."""
         for name, value in result.scores.items():
@@ -372,15 +377,21 @@ class Pipeline:
                 self._metrics.ignored_scores.labels(reason).inc()
                 continue
             evaluation.confirmed[name] = float(value)
+            evaluation.sources[name] = source
         self._merge(
-            setup, evaluation, ScoreResult(flags=result.flags, explanations=result.explanations)
+            setup,
+            evaluation,
+            ScoreResult(flags=result.flags, explanations=result.explanations),
+            source=source,
         )
 
     def _record(self, evaluation: Evaluation) -> None:
-        agent = evaluation.agent
+        agent, conversation = evaluation.agent, evaluation.conversation
+        # One label set for every dimension: the conversation's trace, for exemplars.
+        exemplar = exemplar_labels(trace_id=conversation.trace_id, conversation_id=conversation.id)
         # The confirmed score: a tier-2 judge that overturns a bad score is what pages see.
         for name, value in evaluation.final_scores.items():
-            self._metrics.scores.observe(agent, name, value)
+            self._metrics.scores.observe(agent, name, value, exemplar)
         for flag in evaluation.flags:
             self._metrics.flags.labels(agent, self._metrics.flag_label(flag)).inc()
         self._metrics.scored.labels(agent).inc()

@@ -25,6 +25,7 @@ from prometheus_client.aiohttp import make_aiohttp_handler
 from exporter import dataset
 from exporter.config.model import Config
 from exporter.config.secrets import resolve_secrets
+from exporter.events import build_event_export
 from exporter.ingest.intake import Intake
 from exporter.ingest.otlp import LOGS, TRACES
 from exporter.metrics import Metrics
@@ -64,7 +65,9 @@ def create_app(
     config = resolve_secrets(config)
     registry = registry if registry is not None else CollectorRegistry()
     metrics = Metrics(config, registry)
+    state = AppState(config, config_file=config_file, lifecycle_api=lifecycle_api)
     sink = dataset.build_sink(config, metrics=metrics)
+    events = build_event_export(config, metrics=metrics, deadline=lambda: state.drain_deadline)
     status = StatusBoard(config, metrics=metrics, clock=clock)  # the page at /
     scorers, confirmers = build_scoring(config, metrics=metrics)
     pipeline = Pipeline(
@@ -72,7 +75,7 @@ def create_app(
         metrics=metrics,
         scorers=scorers,
         confirmers=confirmers,
-        sinks=[status, *([sink] if sink is not None else [])],
+        sinks=[status, *(s for s in (sink, events) if s is not None)],
     )
     sampling = config.sampling
     intake = Intake(
@@ -93,7 +96,6 @@ def create_app(
         client_max_size=config.server.max_body_bytes, handler_args={"auto_decompress": False}
     )
     app[METRICS], app[REGISTRY] = metrics, registry
-    state = AppState(config, config_file=config_file, lifecycle_api=lifecycle_api)
     app[INTAKE], app[PIPELINE], app[STATE] = intake, pipeline, state
     app[STATUS] = status
     app.cleanup_ctx.append(_scoring)

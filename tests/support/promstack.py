@@ -141,8 +141,12 @@ def running_prometheus(
     alertmanager: str | None = None,
     job: str = "agent-quality-exporter",
     interval: str = "1s",
+    features: Sequence[str] = (),
 ) -> Iterator[Prometheus]:
-    """Start Prometheus scraping ``targets`` (``host:port``) and evaluating ``rule_files``."""
+    """Start Prometheus scraping ``targets`` (``host:port``) and evaluating ``rule_files``.
+
+    ``features`` are passed as ``--enable-feature`` (``exemplar-storage``).
+    """
     port = free_port()
     config: dict[str, Any] = {
         "global": {"scrape_interval": interval, "evaluation_interval": interval},
@@ -163,6 +167,7 @@ def running_prometheus(
         f"--web.listen-address=127.0.0.1:{port}",
         # Send a firing alert again at once, not a minute later.
         "--rules.alert.resend-delay=1s",
+        *(f"--enable-feature={feature}" for feature in features),
     ]
     with _running(args, port=port, log_path=directory / "log", ready="/-/ready") as process:
         yield Prometheus(process.process, process.port, process.log_path)

@@ -161,6 +161,29 @@ def _joined(records: Sequence[SpanRecord]) -> list[SpanRecord]:
     return joined
 
 
+def _anchor(records: Sequence[SpanRecord]) -> tuple[str | None, str | None]:
+    """Return the trace and span a conversation is about: its outermost agent span, else its root.
+
+    ``records`` are in time order. Without an agent or root span, the earliest span; events name
+    spans that may never have come, so they count only when nothing else does.
+    """
+    spans = [r for r in records if r.kind != EVENT and _valid(r.trace_id, 16)]
+    chosen = next((r for r in spans if r.kind == "agent"), None)
+    chosen = chosen or next((r for r in spans if r.ends_conversation), None)
+    chosen = chosen or (spans[0] if spans else None)
+    if chosen is None:
+        traced = [r for r in records if _valid(r.trace_id, 16)]
+        if not traced:
+            return None, None
+        chosen = traced[0]
+    span = chosen.span_id.hex() if _valid(chosen.span_id, 8) else None
+    return chosen.trace_id.hex(), span
+
+
+def _valid(identifier: bytes, size: int) -> bool:
+    return len(identifier) == size and any(identifier)
+
+
 def assemble(
     *,
     key: str,
@@ -194,6 +217,10 @@ def assemble(
     metadata: dict[str, Any] = {"source": "otlp", "trace_ids": trace_ids[:MAX_TRACE_IDS]}
     if service:
         metadata["service.name"] = service
+    responses = [r.response_id for r in records if r.response_id and r.kind == "llm"]
+    if responses:  # the answer the conversation ended with
+        metadata["gen_ai.response.id"] = responses[-1][:_MAX_NAME]
+    trace_id, span_id = _anchor(records)
     return Conversation(
         id=(conversation_id or key)[:_MAX_ID],
         agent=agent[:_MAX_NAME],
@@ -205,6 +232,8 @@ def assemble(
         started_at=_time(min(r.start for r in records)),
         ended_at=_time(max(r.end for r in records)),
         metadata=metadata,
+        trace_id=trace_id,
+        span_id=span_id,
     )
 
 
