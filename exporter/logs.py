@@ -10,9 +10,13 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
-__all__ = ["LEVELS", "FailureLog", "Throttle", "setup_logging"]
+__all__ = ["LEVELS", "FailureLog", "LibraryThrottle", "Throttle", "setup_logging"]
 
 LEVELS = ("debug", "info", "warn", "error")
+#: Libraries that log a line per failed attempt, on threads of their own: the OpenTelemetry
+#: SDK's exporters retry a dead endpoint every few seconds (docs/observability-loop.md).
+THROTTLED_LIBRARIES = ("opentelemetry",)
+LIBRARY_LOG_INTERVAL = 60.0
 
 
 def _timestamp(record: logging.LogRecord) -> str:
@@ -67,6 +71,7 @@ def setup_logging(
     handler.setFormatter(JsonFormatter() if fmt == "json" else LogfmtFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
+    handler.addFilter(LibraryThrottle(THROTTLED_LIBRARIES, interval=LIBRARY_LOG_INTERVAL))
     root.setLevel({"warn": logging.WARNING}.get(level, level.upper()))
     # aiohttp's access log at info would log every ingest POST: far too much for an exporter.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
@@ -120,3 +125,34 @@ class FailureLog:
         if held is not None:
             more = f" ({held} more failures of this kind since the last report)" if held else ""
             self._logger.warning("%s failed%s: %s%s", what, where, error, more)
+
+
+class LibraryThrottle(logging.Filter):
+    """Let a library's repeated line through once an interval, saying how many were held back.
+
+    Keyed by logger and message template, so a new kind of failure still shows at once. Our
+    own loggers throttle where they log (``FailureLog``); this covers code we do not own, whose
+    failures the metrics count already (``agent_quality_evaluation_events_total``).
+    """
+
+    def __init__(
+        self,
+        prefixes: tuple[str, ...],
+        *,
+        interval: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__()
+        self._prefixes = prefixes
+        self._throttle = Throttle(interval=interval, clock=clock)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith(self._prefixes):
+            return True
+        held = self._throttle.allow(f"{record.name}\0{record.msg}")
+        if held is None:
+            return False
+        if held:
+            record.msg = f"{record.getMessage()} ({held} more like this since the last report)"
+            record.args = None
+        return True

@@ -10,7 +10,7 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 
 import pytest
 import yaml
@@ -19,7 +19,7 @@ from exporter.cli import run
 from exporter.config import Config, load_config
 from exporter.exceptions import ConfigError
 from exporter.generate import build_rules
-from exporter.generate.grafana import TAG, dashboards, write_grafana
+from exporter.generate.grafana import TAG, dashboards, provisioning, write_grafana
 from exporter.generate.model import RecordingRule
 from exporter.names import AGENT_UID, OVERVIEW_UID
 from tests.support.dashboards import COMMITTED, load, panels, queries, substitute
@@ -146,7 +146,7 @@ class TestStructure:
         (drill,) = mean["fieldConfig"]["defaults"]["links"]
         assert drill["url"].startswith(f"/d/{AGENT_UID}/")
         assert "var-agent=${__field.labels.agent}" in drill["url"]
-        burn = _panel(overview, "Burn rate, last 1h")
+        burn = _panel(overview, "Burn rate, last 30m")
         assert burn["fieldConfig"]["defaults"]["links"][0]["url"] == (
             f"{runbook}#agentqualityerrorbudgetburn"
         )
@@ -195,19 +195,18 @@ class TestColors:
         ]
 
     def test_slo_panels_colored_at_budget_and_burn_factors(self) -> None:
-        """Shares turn red past 1 - objective; burn rates at the alerts' (capped) factors."""
+        """Shares turn red past 1 - objective; burn rates at the alerts' factors."""
         overview = _default()["agent-quality-overview.json"]
         share = _panel(overview, "Past the bad threshold, last 1h")
         assert _override_steps(share, "task_completion") == [(None, "green"), (0.2, "red")]
         assert _override_steps(share, "coherence") == [(None, "green"), (0.1, "red")]
-        burn = _panel(overview, "Burn rate, last 1h")
-        # Objective 0.9: 14.4 is out of reach (1 / 0.1 = 10 is every conversation bad).
+        burn = _panel(overview, "Burn rate, last 30m")
+        # The shortest pair's long window; tickets at 1 and 1.2, pages at 1.5.
         assert _override_steps(burn, "coherence") == [
             (None, "green"),
             (1, "orange"),
-            (3, "orange"),
-            (6, "red"),
-            (10, "red"),
+            (1.2, "orange"),
+            (1.5, "red"),
         ]
 
     def test_drop_and_significance_at_the_tier(self) -> None:
@@ -238,10 +237,9 @@ class TestContent:
 
     def test_recorded_series_exist(self) -> None:
         """Every recording rule a committed dashboard reads is one the default rules record."""
-        recording, _ = build_rules(load_config(None))
         recorded = {
             rule.record
-            for group in recording
+            for group in build_rules(load_config(None))
             for rule in group.rules
             if isinstance(rule, RecordingRule)
         }
@@ -335,3 +333,36 @@ class TestGenerate:
         with pytest.raises(ConfigError) as caught:
             make_config(grafana={"prometheus_url": "prometheus:9090"})
         assert caught.value.path == "$.grafana.prometheus_url"
+
+
+class TestTraceLinks:
+    def test_exemplars_on_the_score_panels(self) -> None:
+        """Each dimension has a panel of its buckets that asks Prometheus for exemplars."""
+        agent = _default()["agent-quality-agent.json"]
+        for dimension in load_config(None).dimensions:
+            panel = _panel(agent, f"{dimension.name}: scores, with exemplars")
+            (target,) = panel["targets"]
+            assert target["exemplar"] is True
+            assert "agent_quality_score_bucket" in target["expr"]
+
+    def test_tempo_and_loki_links_only_when_configured(self, make_config: MakeConfig) -> None:
+        """Exemplars link to Tempo, bad shares to Loki's events, once their uids are set."""
+        default = load_config(None)
+        (source,) = provisioning(default)["datasources/agent-quality.yml"]["datasources"]
+        assert "exemplarTraceIdDestinations" not in source["jsonData"]
+        agent = _default()["agent-quality-agent.json"]
+        assert "links" not in _panel(agent, "task_completion: past each threshold")
+        config = make_config(
+            grafana={"tempo_datasource_uid": "tempo", "loki_datasource_uid": "loki"}
+        )
+        (source,) = provisioning(config)["datasources/agent-quality.yml"]["datasources"]
+        assert source["jsonData"]["exemplarTraceIdDestinations"] == [
+            {"name": "trace_id", "datasourceUid": "tempo"}
+        ]
+        agent = dashboards(config)["agent-quality-agent.json"]
+        (link,) = _panel(agent, "task_completion: past each threshold")["links"]
+        url = unquote(link["url"])
+        assert url.startswith("/explore?")
+        assert '"uid":"loki"' in url
+        assert 'gen_ai_evaluation_name=\\"task_completion\\"' in url
+        assert 'agent_quality_agent=\\"${agent}\\"' in url

@@ -24,7 +24,7 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.logs import FailureLog, Throttle
+from exporter.logs import FailureLog, LibraryThrottle, Throttle
 from exporter.scoring.judge import JudgeFailed
 from tests.conftest import conversation
 from tests.support.daemon import Daemon, free_port, running_daemon
@@ -364,6 +364,30 @@ class TestThrottle:
         now[0] = 60.0
         assert throttle.allow("scorer judge") == 3
         assert throttle.allow("scorer judge") is None
+
+
+class TestLibraryThrottle:
+    def test_a_library_line_once_a_minute_ours_untouched(self) -> None:
+        """The SDK's retry line passes once per interval and template; other loggers always."""
+        now = [0.0]
+        throttle = LibraryThrottle(("opentelemetry",), interval=60.0, clock=lambda: now[0])
+
+        def record(name: str, msg: str, *args: object) -> logging.LogRecord:
+            return logging.LogRecord(name, logging.WARNING, __file__, 1, msg, args, None)
+
+        retry = "Transient error %s encountered while exporting logs batch, retrying in %ss."
+        sdk = "opentelemetry.exporter.otlp.proto.http._log_exporter"
+        passed = [throttle.filter(record(sdk, retry, "Connection refused", 1)) for _ in range(4)]
+        assert passed == [True, False, False, False]
+        assert throttle.filter(record(sdk, "Failed to export logs batch code: %s", 503))
+        assert all(throttle.filter(record("exporter.events", retry, "x", 1)) for _ in range(3))
+        now[0] = 61.0
+        late = record(sdk, retry, "Connection refused", 2)
+        assert throttle.filter(late)
+        assert late.getMessage() == (
+            "Transient error Connection refused encountered while exporting logs batch, "
+            "retrying in 2s. (3 more like this since the last report)"
+        )
 
 
 class TestFailureLog:

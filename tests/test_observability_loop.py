@@ -112,7 +112,8 @@ def test_bad_scores_lead_to_their_traces(tmp_path: Path) -> None:
         for round_, failing in enumerate((1, 2)):
             plays = scripts(4, failing=failing, prefix=f"r{round_}")
             ids |= play(daemon, plays)
-            eventually(lambda: scored(daemon) >= len(ids))
+            expected = len(ids)
+            eventually(lambda: scored(daemon) >= expected)  # noqa: B023  # called at once
             bad_traces.add(ids[plays[failing].conversation_id][0])
             eventually(lambda: bad_traces <= exemplar_traces(prometheus, bad=0.5))
         assert exemplar_traces(prometheus, bad=0.5) == bad_traces

@@ -137,6 +137,22 @@ class TestAssembly:
             assert conversation.trace_id in roots
             assert conversation.span_id == roots[conversation.trace_id]
 
+    def test_last_response_id_is_kept(self) -> None:
+        """The last LLM call's gen_ai.response.id goes to metadata, for evaluation events."""
+        buffer = PartialBuffer(config())
+        for n, response in enumerate(("chatcmpl-1", "chatcmpl-2")):
+            chat = {
+                "gen_ai.operation.name": "chat",
+                "gen_ai.response.id": response,
+                "gen_ai.input.messages": json.dumps(
+                    [{"role": "user", "parts": [{"type": "text", "content": f"q{n}"}]}]
+                ),
+            }
+            assert buffer.add(_record(make_span(chat, span=2 + n, parent=1, start=n)), service=None)
+        buffer.end_trace((1).to_bytes(16, "big"))
+        (partial,) = buffer.take_ended()
+        assert conversation_of(partial).metadata["gen_ai.response.id"] == "chatcmpl-2"
+
     def test_multi_turn_conversation_over_several_traces(self) -> None:
         """With root-span completion off, one conversation id gathers every turn's trace."""
         clock = Clock()

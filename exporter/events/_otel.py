@@ -129,22 +129,25 @@ class EventExport:
 
     async def handle(self, evaluation: Evaluation) -> None:
         """Emit one record per scored dimension, or count it dropped when the queue is full."""
+        scores = [
+            (self._dimensions[name], value)
+            for name, value in evaluation.final_scores.items()  # what the metrics record
+            if name in self._dimensions
+        ]
+        # One reservation for the whole evaluation: with the endpoint down the queue is full,
+        # and then this is all a conversation costs.
+        with self._lock:
+            room = max(self._capacity - self._waiting, 0)
+            taken = min(room, len(scores))
+            self._waiting += taken
+        if taken < len(scores):
+            self._dropped.inc(len(scores) - taken)
+        if not taken:
+            return
         conversation = evaluation.conversation
         context = _context(conversation.trace_id, conversation.span_id)
         now = time.time_ns()
-        for name, value in evaluation.scores.items():
-            dimension = self._dimensions.get(name)
-            if dimension is None:
-                continue
-            with self._lock:
-                if self._waiting >= self._capacity:
-                    full = True
-                else:
-                    full = False
-                    self._waiting += 1
-            if full:
-                self._dropped.inc()
-                continue
+        for dimension, value in scores[:taken]:
             self._logger.emit(
                 timestamp=now,
                 context=context,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import bisect
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
@@ -19,6 +19,7 @@ from prometheus_client.samples import Exemplar
 from prometheus_client.utils import floatToGoString
 
 from exporter.config.model import Dimension
+from exporter.names import PREFIX
 
 __all__ = [
     "CallbackGauges",
@@ -31,7 +32,6 @@ __all__ = [
     "total",
 ]
 
-PREFIX = "agent_quality"
 #: OpenMetrics: an exemplar's label names and values together hold at most 128 characters.
 EXEMPLAR_MAX_CHARACTERS = 128
 _TRACE_KEY, _CONVERSATION_KEY = "trace_id", "conversation_id"
@@ -393,14 +393,26 @@ def total(counter: LoopCounter) -> float:
 
 
 class CallbackGauges(Collector):
-    """Gauges whose values are read when scraped (queue depth, buffer sizes)."""
+    """Gauges whose values are read when scraped (queue depth, buffer sizes, sampling rates)."""
 
     def __init__(self) -> None:
         self._gauges: list[tuple[str, str, Callable[[], float]]] = []
+        self._labelled: list[tuple[str, str, str, Callable[[], Mapping[str, float]]]] = []
 
     def add(self, name: str, documentation: str, read: Callable[[], float]) -> None:
         self._gauges.append((name, documentation, read))
 
+    def add_labelled(
+        self, name: str, documentation: str, label: str, read: Callable[[], Mapping[str, float]]
+    ) -> None:
+        """Add a gauge with one label; ``read`` returns the value per label value."""
+        self._labelled.append((name, documentation, label, read))
+
     def collect(self) -> Iterator[Metric]:
         for name, documentation, read in self._gauges:
             yield GaugeMetricFamily(name, documentation, value=read())
+        for name, documentation, label, read_all in self._labelled:
+            family = GaugeMetricFamily(name, documentation, labels=(label,))
+            for value_label, value in sorted(read_all().items()):
+                family.add_metric((value_label,), value)
+            yield family

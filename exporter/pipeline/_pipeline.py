@@ -285,7 +285,7 @@ class Pipeline:
         for confirmer in setup.confirmers if text else ():
             extra = await self._confirm(setup, confirmer, evaluation)
             if extra is not None:
-                self._merge(setup, evaluation, extra, source=confirmer.name)
+                self._merge_confirmation(setup, evaluation, extra, source=confirmer.name)
         self._record(evaluation)
         for sink in setup.sinks:
             try:
@@ -365,11 +365,32 @@ class Pipeline:
         if result.explanations:
             evaluation.explanations.update(result.explanations)
 
+    def _merge_confirmation(
+        self, setup: _Setup, evaluation: Evaluation, result: ScoreResult, *, source: str
+    ) -> None:
+        """Add a confirmer's result: its scores re-score first-tier ones, never add new ones."""
+        for name, value in result.scores.items():
+            reason = _rejection(setup, name, value)
+            if reason is None and name not in evaluation.scores:
+                reason = "not_scored"
+            if reason is not None:
+                self._metrics.ignored_scores.labels(reason).inc()
+                continue
+            evaluation.confirmed[name] = float(value)
+            evaluation.sources[name] = source
+        self._merge(
+            setup,
+            evaluation,
+            ScoreResult(flags=result.flags, explanations=result.explanations),
+            source=source,
+        )
+
     def _record(self, evaluation: Evaluation) -> None:
         agent, conversation = evaluation.agent, evaluation.conversation
         # One label set for every dimension: the conversation's trace, for exemplars.
         exemplar = exemplar_labels(trace_id=conversation.trace_id, conversation_id=conversation.id)
-        for name, value in evaluation.scores.items():
+        # The confirmed score: a tier-2 judge that overturns a bad score is what pages see.
+        for name, value in evaluation.final_scores.items():
             self._metrics.scores.observe(agent, name, value, exemplar)
         for flag in evaluation.flags:
             self._metrics.flags.labels(agent, self._metrics.flag_label(flag)).inc()

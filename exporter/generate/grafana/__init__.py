@@ -26,6 +26,7 @@ __all__ = [
     "TAG",
     "dashboards",
     "dump_json",
+    "provisioning",
     "write_grafana",
 ]
 

@@ -6,10 +6,10 @@ from typing import Any
 
 from grafana_foundation_sdk.builders import dashboard as board
 
-from exporter.config.model import Config, Dimension
+from exporter.config.model import Config, Dimension, GrafanaConfig
 from exporter.generate.conventions import SCORE, Record
 from exporter.generate.grafana import _levels as levels
-from exporter.generate.grafana._common import agent_variable, frame
+from exporter.generate.grafana._common import agent_variable, events_link, frame
 from exporter.generate.grafana._kit import (
     Panel,
     Target,
@@ -64,7 +64,7 @@ def _activity() -> list[Panel]:
     )
 
 
-def _dimension(dimension: Dimension, windows: Windows) -> list[Panel]:
+def _dimension(dimension: Dimension, windows: Windows, grafana: GrafanaConfig) -> list[Panel]:
     name, match = dimension.name, dimension_matcher(dimension)
     means = [
         Target(
@@ -114,6 +114,11 @@ def _dimension(dimension: Dimension, windows: Windows) -> list[Panel]:
                         legend="{{threshold}}",
                     )
                 ],
+                links=(
+                    [events_link(grafana.loki_datasource_uid, name)]
+                    if grafana.loki_datasource_uid is not None
+                    else []
+                ),
             )
         )
     bucket = series(f"{SCORE}_bucket", AGENT, match)
@@ -124,6 +129,25 @@ def _dimension(dimension: Dimension, windows: Windows) -> list[Panel]:
             target=Target(
                 f"sum by (le) (increase({bucket}[$__range]))", legend="{{le}}", instant=True
             ),
+        )
+    )
+    panels.append(
+        timeseries_panel(
+            f"{name}: scores, with exemplars",
+            description=(
+                "Scored conversations per bucket; the dots are exemplars: a recent conversation "
+                "of each bucket, at its score, with its conversation_id and trace_id (a link "
+                "to the trace with grafana.tempo_datasource_uid). A dot in the bad range is "
+                "where a quality alert's runbook starts."
+            ),
+            unit="short",
+            targets=[
+                Target(
+                    f"sum by (le) (increase({bucket}[$__rate_interval]))",
+                    legend="le {{le}}",
+                    exemplar=True,
+                )
+            ],
         )
     )
     return _widths(panels)
@@ -191,7 +215,7 @@ def agent(config: Config) -> dict[str, Any]:
             f"{dimension.name}: {dimension.scale_min:g} to {dimension.scale_max:g}, "
             f"{direction} is better"
         )
-        sections.append((title, _dimension(dimension, windows)))
+        sections.append((title, _dimension(dimension, windows, config.grafana)))
     sections.append(("Scorers and cost", _scoring()))
     for title, panels in sections:
         dashboard = dashboard.with_row(board.Row(title))

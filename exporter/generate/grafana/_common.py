@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import urllib.parse
+
 from grafana_foundation_sdk.builders import dashboard as board
 from grafana_foundation_sdk.models import dashboard as model
 
@@ -16,6 +19,7 @@ __all__ = [
     "agent_link",
     "agent_variable",
     "dimension_variable",
+    "events_link",
     "frame",
     "runbook",
     "runbook_link",
@@ -52,6 +56,39 @@ def agent_link(title: str = "Open this agent") -> board.DashboardLink:
             "&${datasource:queryparam}&${__url_time_range}"
         )
         .type(model.DashboardLinkType.LINK)
+    )
+
+
+def events_link(loki_uid: str, dimension: str) -> board.DashboardLink:
+    """Return a panel link to Loki's bad evaluation events of ``dimension`` for this agent.
+
+    The events are ``otel_export``'s, stored by Loki's OTLP endpoint: attributes become
+    structured metadata with dots as underscores (docs/observability-loop.md).
+    """
+    query = (
+        '{service_name="agent-quality-exporter"} '
+        f'| gen_ai_evaluation_name="{dimension}" | gen_ai_evaluation_score_label="bad" '
+        '| agent_quality_agent="__AGENT__"'
+    )
+    pane = {
+        "events": {
+            "datasource": loki_uid,
+            "queries": [
+                {"refId": "A", "expr": query, "datasource": {"type": "loki", "uid": loki_uid}}
+            ],
+            "range": {"from": "__FROM__", "to": "__TO__"},
+        }
+    }
+    # Encoded whole, then Grafana's variables put back: it interpolates them in link URLs.
+    panes = urllib.parse.quote(json.dumps(pane, separators=(",", ":")), safe="")
+    variables = (("__AGENT__", "${agent}"), ("__FROM__", "${__from}"), ("__TO__", "${__to}"))
+    for placeholder, variable in variables:
+        panes = panes.replace(placeholder, variable)
+    return (
+        board.DashboardLink(f"Bad {dimension} events (Loki)")
+        .url(f"/explore?schemaVersion=1&orgId=1&panes={panes}")
+        .type(model.DashboardLinkType.LINK)
+        .target_blank(True)
     )
 
 

@@ -50,15 +50,24 @@ class Target:
     """One PromQL query of a panel: a range query unless ``instant``."""
 
     def __init__(
-        self, expr: str, *, ref: str = "A", legend: str = "", instant: bool = False
+        self,
+        expr: str,
+        *,
+        ref: str = "A",
+        legend: str = "",
+        instant: bool = False,
+        exemplar: bool = False,
     ) -> None:
         self.expr, self.ref, self.legend, self.instant = expr, ref, legend, instant
+        self.exemplar = exemplar
 
     def build(self, *, heatmap: bool = False) -> prometheus.Dataquery:
         query = prometheus.Dataquery().expr(self.expr).ref_id(self.ref).datasource(DATASOURCE)
         query = query.instant() if self.instant else query.range()
         if heatmap:
             query = query.format(PromQueryFormat.HEATMAP)
+        if self.exemplar:
+            query = query.exemplar(True)
         return query.legend_format(self.legend or "__auto")
 
 

@@ -20,7 +20,7 @@ DATASOURCE_UID = "agent-quality-prometheus"
 def provisioning(config: Config) -> dict[str, dict[str, Any]]:
     """Return the provisioning files for ``config`` by path under ``grafana/provisioning/``."""
     grafana = config.grafana
-    datasource = {
+    datasource: dict[str, Any] = {
         "name": DATASOURCE_NAME,
         "uid": DATASOURCE_UID,
         "type": "prometheus",
@@ -32,6 +32,11 @@ def provisioning(config: Config) -> dict[str, dict[str, Any]]:
         "editable": False,
         "jsonData": {"httpMethod": "POST"},
     }
+    if grafana.tempo_datasource_uid is not None:
+        # Score exemplars carry the conversation's trace_id: a button to the trace in Tempo.
+        datasource["jsonData"]["exemplarTraceIdDestinations"] = [
+            {"name": "trace_id", "datasourceUid": grafana.tempo_datasource_uid}
+        ]
     provider = {
         "name": TAG,
         "orgId": 1,

@@ -217,6 +217,9 @@ def assemble(
     metadata: dict[str, Any] = {"source": "otlp", "trace_ids": trace_ids[:MAX_TRACE_IDS]}
     if service:
         metadata["service.name"] = service
+    responses = [r.response_id for r in records if r.response_id and r.kind == "llm"]
+    if responses:  # the answer the conversation ended with
+        metadata["gen_ai.response.id"] = responses[-1][:_MAX_NAME]
     trace_id, span_id = _anchor(records)
     return Conversation(
         id=(conversation_id or key)[:_MAX_ID],

@@ -52,6 +52,8 @@ class SpanRecord(msgspec.Struct, array_like=True, omit_defaults=True, gc=False):
     outputs: list[Message] = msgspec.field(default_factory=list)
     tool: ToolRun | None = None
     scores: dict[str, float] = msgspec.field(default_factory=dict)
+    #: ``gen_ai.response.id`` of an LLM call: the evaluation events name the last one.
+    response_id: str | None = None
 
     @property
     def has_messages(self) -> bool:

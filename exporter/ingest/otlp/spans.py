@@ -94,6 +94,7 @@ def extract(span: Span) -> SpanRecord | None:
             )
         ),
     )
+    record.response_id = identifier(attrs.get("gen_ai.response.id"))
     cost = attrs.get("llm.cost.total")
     if isinstance(cost, int | float) and not isinstance(cost, bool) and cost >= 0:
         record.cost_usd = float(cost)
