@@ -61,10 +61,10 @@ def pinned_self(cpu: str) -> Iterator[None]:
 def steady_config(directory: Path, **sampling: Any) -> Path:
     """Write the embedded default config with no daily maximum into ``directory``; return it.
 
-    The default stops scoring at ``daily_budget.max_samples`` a day, which a bench at full
-    speed reaches within seconds: past it the daemon does less work and looks faster. With
-    the maximum lifted a bench measures the steady state a user runs. ``sampling`` overrides
-    keys of the ``sampling`` section.
+    The default's ``daily_budget.max_samples`` (50,000 a day) is due within seconds at a
+    bench's speed: the sampler then thins its rates (it stopped scoring before issue 13) and
+    the daemon does less work than its configured rates say. With the maximum lifted a bench
+    measures the steady state a user runs. ``sampling`` overrides keys of that section.
     """
     import yaml
 
