@@ -74,6 +74,26 @@ class TestScoreHistograms:
         assert histograms.expose(openmetrics=True) == expected
         assert expected.count(' # {conversation_id="c-\\"1\\"",trace_id="4bf92f') == 2
 
+    def test_a_new_exemplar_replaces_the_written_one(self) -> None:
+        histograms = _histograms()
+        histograms.expose(openmetrics=True)  # caches the exemplars as written
+        later = exemplar_labels(trace_id="0af7651916cd43dd8448eb211c80319c", conversation_id="c-2")
+        histograms.observe("support-bot", "tool_success", 0.25, later)
+        text = histograms.expose(openmetrics=True)
+        assert 'trace_id="0af7651916cd43dd8448eb211c80319c"' in text
+        expected = generate_openmetrics(_Only(histograms)).decode().removesuffix("# EOF\n")  # type: ignore[no-untyped-call]
+        assert text == expected
+
+    def test_counts_around_a_million_are_the_library_text(self) -> None:
+        """Below a million a count is written "n.0"; from there Go's exponent form."""
+        histograms = _histograms()
+        series = histograms._series["support-bot", "tool_success"]
+        for count in (999_998, 999_999, 1_000_000):
+            series.counts[-1] = count
+            assert (
+                histograms.expose(openmetrics=False) == generate_latest(_Only(histograms)).decode()
+            )
+
     def test_new_bounds_after_a_reload_are_written(self) -> None:
         """A dimension whose buckets changed gets new label strings, not the cached ones."""
         histograms = _histograms()

@@ -262,7 +262,7 @@ def _label(value: str) -> str:
 class _SeriesLines:
     """The start of each exposition line of one (agent, dimension) series."""
 
-    __slots__ = ("bounds", "buckets", "count", "squares", "sum")
+    __slots__ = ("bounds", "buckets", "count", "marks", "squares", "sum")
 
     def __init__(self, agent: str, dimension: str, *, bounds: tuple[float, ...]) -> None:
         pair = f'agent="{_label(agent)}",dimension="{_label(dimension)}"'
@@ -274,20 +274,38 @@ class _SeriesLines:
         self.count = f"{PREFIX}_score_count{{{pair}}} "
         self.sum = f"{PREFIX}_score_sum{{{pair}}} "
         self.squares = f"{PREFIX}_score_squares_total{{{pair}}} "
+        # Each bucket's exemplar as last written: it changes only when a score lands there.
+        self.marks: list[tuple[Exemplar | None, str]] = [(None, "")] * len(self.buckets)
 
     def write(self, series: HistogramSeries, lines: list[str], *, openmetrics: bool) -> None:
         """Append the series' bucket, count and sum lines to ``lines``."""
         cumulative = 0
         exemplars = series.exemplars if openmetrics else None  # the text format has none
-        for index, (start, count) in enumerate(zip(self.buckets, series.counts, strict=True)):
-            cumulative += count
-            exemplar = exemplars[index] if exemplars is not None else None
-            if exemplar is None:
-                lines.append(f"{start}{_value(cumulative)}\n")
-            else:
-                lines.append(f"{start}{_value(cumulative)}{_exemplar(exemplar)}\n")
-        lines.append(f"{self.count}{_value(cumulative)}\n")
+        if exemplars is None:
+            for start, count in zip(self.buckets, series.counts, strict=True):
+                cumulative += count
+                lines.append(f"{start}{_count(cumulative)}\n")
+        else:
+            marks = self.marks
+            for index, (start, count, exemplar) in enumerate(
+                zip(self.buckets, series.counts, exemplars, strict=True)
+            ):
+                cumulative += count
+                if exemplar is None:
+                    lines.append(f"{start}{_count(cumulative)}\n")
+                    continue
+                seen, mark = marks[index]
+                if seen is not exemplar:
+                    mark = _exemplar(exemplar)
+                    marks[index] = (exemplar, mark)
+                lines.append(f"{start}{_count(cumulative)}{mark}\n")
+        lines.append(f"{self.count}{_count(cumulative)}\n")
         lines.append(f"{self.sum}{_value(series.sum)}\n")
+
+
+def _count(count: int) -> str:
+    # floatToGoString(n) is "n.0" below a million (where Go switches to exponents): most counts.
+    return f"{count}.0" if 0 <= count < 1_000_000 else _value(count)
 
 
 def _exemplar(exemplar: Exemplar) -> str:
