@@ -1,4 +1,4 @@
-"""The command line: ``run``, ``generate``, ``check-config``.
+"""The command line: ``run``, ``generate``, ``check-config``, ``export-dataset``, ``backtest``.
 
 ``main()`` -> ``sys.exit(run(argv, stdout, stderr))`` so tests call ``run`` with StringIO.
 Exit codes: 0 ok, 1 runtime failure, 2 usage or config error.
@@ -96,9 +96,11 @@ def _parser(stderr: TextIO) -> _Parser:
     check = commands.add_parser("check-config", help="validate a config file", stderr=stderr)
     config_flag(check)
 
+    from exporter.backtest import cli as backtest_cli
     from exporter.dataset import cli as dataset_cli
 
     dataset_cli.add_parser(commands, stderr=stderr)  # export-dataset, with its own --config.file
+    backtest_cli.add_parser(commands, stderr=stderr)  # backtest, likewise
     return parser
 
 
@@ -135,6 +137,10 @@ def run(argv: Sequence[str], stdout: TextIO, stderr: TextIO) -> int:
             from exporter.dataset import cli as dataset_cli
 
             return dataset_cli.run(args, stdout=stdout, stderr=stderr, config=config)
+        case "backtest":
+            from exporter.backtest import cli as backtest_cli
+
+            return backtest_cli.run(args, stdout=stdout, stderr=stderr, config=config)
         case _:
             return _run_daemon(config, args, stderr)
 

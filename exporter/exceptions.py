@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 __all__ = [
+    "BacktestError",
     "ConfigError",
     "ExporterError",
     "GenerateError",
@@ -49,3 +50,7 @@ class GenerateError(ExporterError):
 
 class ScorerError(ExporterError):
     """A scorer could not produce a result (bad output from a judge, a broken plugin)."""
+
+
+class BacktestError(ExporterError):
+    """A backtest cannot run: Prometheus unreachable, no data, a period it does not hold."""
