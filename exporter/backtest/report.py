@@ -225,6 +225,7 @@ def result_data(result: Result) -> dict[str, Any]:
             "alerts": result.alerts,
             "warmup_seconds": result.warmup,
             "elapsed_seconds": round(result.elapsed, 1),
+            "stage_seconds": dict(result.stages),
         },
         "data": {
             "samples": result.samples,

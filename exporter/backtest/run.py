@@ -12,7 +12,7 @@ import math
 import os
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -85,6 +85,8 @@ class Result:
     engine_version: str | None
     notes: tuple[str, ...] = ()
     elapsed: float = 0.0
+    #: Seconds per step: download (shared by compared configs), rules, alerts.
+    stages: Mapping[str, float] = field(default_factory=dict)
     agents: tuple[str, ...] = field(default_factory=tuple)
     dimensions: tuple[str, ...] = field(default_factory=tuple)
 
@@ -143,6 +145,7 @@ class _History:
     checked: Preflight
     start: float
     interval: float
+    seconds: float
 
 
 async def _download(
@@ -154,6 +157,7 @@ async def _download(
     workdir: Path,
     progress: Progress,
 ) -> _History:
+    began = time.monotonic()
     since, until = request.since, request.until
     warmup = max(plan.warmup for plan in plans)
     start = math.floor((since - warmup) / 60) * 60
@@ -188,7 +192,7 @@ async def _download(
             f"no data for the job: Prometheus at {request.connection.url} returned no sample "
             f"of the series the rules read for job={job!r} in the period"
         )
-    return _History(data, stats, checked, start, interval)
+    return _History(data, stats, checked, start, interval, time.monotonic() - began)
 
 
 def _notes(history: _History, request: Request, plan: RulePlan) -> tuple[str, ...]:
@@ -242,6 +246,7 @@ async def _evaluate(
             grid = await evaluate_levels(backfill, local, plan.levels, progress=progress)
         else:
             grid = Grid(interval, 0)
+        evaluated = time.monotonic()
         async with PrometheusAPI.open(Connection(local.url, timeout=900)) as api:
             # Not before the first sample: before it the server knows nothing (absent()
             # alerts would fire on the gap, not on anything that happened).
@@ -254,6 +259,11 @@ async def _evaluate(
                 progress=progress,
             )
             build = await api.status("buildinfo") or {}
+    stages = {
+        "download": round(history.seconds, 1),
+        "rules": round(evaluated - began, 1),
+        "alerts": round(time.monotonic() - evaluated, 1),
+    }
     shown = tuple(
         episode
         for episode in episodes
@@ -281,6 +291,7 @@ async def _evaluate(
         engine_version=str(build["version"]) if build.get("version") else None,
         notes=_notes(history, request, plan),
         elapsed=time.monotonic() - began,
+        stages=stages,
         agents=request.agents,
         dimensions=request.dimensions,
     )

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import shutil
 import signal
 import socket
@@ -52,9 +53,17 @@ MAX_STEPS = 10_000
 #: The group every rule is evaluated in; its hash with the file name fixes the grid offset.
 GROUP = "backtest"
 RULE_FILE = "backtest.rules.yml"
-#: Blocks of raw samples: a downloaded file (at most a day) touches one or two.
+#: Blocks of raw samples: a downloaded file (at most two days) touches one or two.
 IMPORT_BLOCK = "54h"
+#: Each rule's range queries cover 54h (3,240 steps at 1m): what one query, its JSON and
+#: promtool's block in memory hold does not grow with the period.
+RULE_BLOCK = 54 * 3600.0
+#: Rules evaluated at once: Prometheus evaluates one while promtool stores the other.
 _WORKERS = 2
+#: A soft heap limit for the Go programs (honoured since Go 1.19): near it the runtime
+#: collects more often instead of doubling the heap. An operator's own GOMEMLIMIT wins.
+_TOOL_ENV = {"GOMEMLIMIT": "96MiB", **os.environ}
+_PROM_ENV = {"GOMEMLIMIT": "160MiB", **os.environ}
 _STOP_TIMEOUT = 10.0
 _START_TIMEOUT = 60.0
 
@@ -96,6 +105,7 @@ async def _run(args: Sequence[str], *, cwd: Path | None = None, what: str) -> st
     process = await asyncio.create_subprocess_exec(
         *args,
         cwd=cwd,
+        env=_TOOL_ENV,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )
@@ -177,11 +187,12 @@ class LocalPrometheus:
             "--storage.tsdb.retention.time=100y",
             f"--query.lookback-delta={self.lookback_ms}ms",
             "--query.timeout=10m",
-            "--query.max-samples=100000000",
             "--log.level=warn",
         ]
         with self._log.open("ab") as log:
-            self._process = await asyncio.create_subprocess_exec(*args, stdout=log, stderr=log)
+            self._process = await asyncio.create_subprocess_exec(
+                *args, stdout=log, stderr=log, env=_PROM_ENV
+            )
         connection = Connection(self.url, timeout=5)
         try:
             async with PrometheusAPI.open(connection) as api, asyncio.timeout(_START_TIMEOUT):
@@ -309,7 +320,7 @@ class RuleBackfill:
             f"--end={end}",
             f"--output-dir={output}",
             f"--eval-interval={round(self.interval * 1000)}ms",
-            f"--max-block-duration={block_duration(7 * 86400, self.interval)}",
+            f"--max-block-duration={block_duration(RULE_BLOCK, self.interval)}",
             RULE_FILE,  # relative: the same name for every rule keeps the grid offset
         ]
 

@@ -14,7 +14,7 @@ import bisect
 import math
 import random
 import subprocess
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -153,8 +153,8 @@ class History:
                 series.append((name, _labels(labels, self.job), value, labels.get("agent"), factor))
         return [entry for entry in series if entry[0] not in self.omit]
 
-    def _step(self, minute: int, seconds: float) -> None:
-        """Score the conversations of one scrape interval."""
+    def step(self, minute: int, seconds: float) -> None:
+        """Score the conversations of the ``seconds`` of one scrape interval at ``minute``."""
         for agent, rate in self.rates.items():
             n = poisson(self.rng, rate(minute) * seconds / 60)
             self.scored[agent] += n
@@ -176,7 +176,8 @@ class History:
                 self.total[key] += total
                 self.squares[key] += square
 
-    def _lines(self, at: float) -> Iterator[str]:
+    def lines(self, at: float) -> Iterator[str]:
+        """Return the OpenMetrics lines of one scrape at Unix time ``at``."""
         stamp = f"{at:.3f}"
         for (agent, dimension), count in self.count.items():
             labels = _labels({"agent": agent, "dimension": dimension}, self.job)
@@ -204,38 +205,38 @@ class History:
 
     def write(self, directory: Path, *, start: float, minutes: int, scrape: int = 60) -> list[Path]:
         """Write ``minutes`` of scrapes from ``start`` (Unix seconds), a file per day."""
+        return list(self.days(directory, start=start, minutes=minutes, scrape=scrape))
+
+    def days(
+        self, directory: Path, *, start: float, minutes: int, scrape: int = 60
+    ) -> Iterator[Path]:
+        """Write the files one day at a time, yielding each when it is complete."""
         directory.mkdir(parents=True, exist_ok=True)
-        files: list[Path] = []
         steps = minutes * 60 // scrape
         per_file = 86400 // scrape
-        for first in range(0, steps, per_file):
-            path = directory / f"history-{len(files):03d}.om"
+        for number, first in enumerate(range(0, steps, per_file)):
+            path = directory / f"history-{number:03d}.om"
             with path.open("w", encoding="utf-8") as out:
                 for step in range(first, min(first + per_file, steps)):
                     if step:
-                        self._step((step * scrape) // 60, scrape)
-                    out.writelines(self._lines(start + step * scrape))
+                        self.step((step * scrape) // 60, scrape)
+                    out.writelines(self.lines(start + step * scrape))
                 out.write("# EOF\n")
-            files.append(path)
-        return files
+            yield path
 
 
-def import_history(files: Sequence[Path], data: Path) -> None:
-    """Turn the OpenMetrics files into TSDB blocks in ``data`` with promtool."""
+def import_history(files: Iterable[Path], data: Path, *, remove: bool = False) -> None:
+    """Turn the OpenMetrics files into TSDB blocks in ``data`` with promtool, one by one."""
     data.mkdir(parents=True, exist_ok=True)
     for path in files:
-        subprocess.run(
-            [
-                "promtool",
-                "tsdb",
-                "create-blocks-from",
-                "openmetrics",
-                "--quiet",
-                "--max-block-duration=54h",  # a day per file: one or two passes over it
-                str(path),
-                str(data),
-            ],
-            check=True,
-            capture_output=True,
-            timeout=600,
-        )
+        import_file(path, data)
+        if remove:
+            path.unlink()
+
+
+def import_file(path: Path, data: Path) -> None:
+    """Turn one OpenMetrics file into TSDB blocks in ``data``."""
+    args = ["promtool", "tsdb", "create-blocks-from", "openmetrics", "--quiet"]
+    # A day per file: one or two passes over it with 54h blocks.
+    args += ["--max-block-duration=54h", str(path), str(data)]
+    subprocess.run(args, check=True, capture_output=True, timeout=600)
