@@ -12,6 +12,7 @@ import json
 import re
 import ssl
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +21,12 @@ from aiohttp import web
 from hypothesis import given
 from hypothesis import strategies as st
 
-from exporter.backtest.client import Connection, PrometheusAPI, Series
+from exporter.backtest.client import PrometheusAPI, Series
 from exporter.backtest.evaluate import AlertTracker, Episode
 from exporter.backtest.fetch import scoped
 from exporter.backtest.promql import PromQLError, Selector, selectors
 from exporter.backtest.report import compare, render, render_compare, rows, summarize
+from exporter.backtest.request import Connection
 from exporter.backtest.rules import AlertRule, RecordingRule, generated_rules, plan_rules
 from exporter.backtest.run import Result
 from exporter.cli import run
@@ -452,6 +454,21 @@ class TestClient:
             BacktestError, match=r"cannot reach Prometheus at http://127\.0\.0\.1:1"
         ):
             await api_call(Connection("http://127.0.0.1:1", timeout=5))
+
+
+def test_the_daemon_does_not_load_the_backtest() -> None:
+    """Every command builds the backtest's parser; none but backtest loads its machinery."""
+    code = (
+        "import sys\n"
+        "from exporter.cli import _parser\n"
+        "_parser(sys.stderr)\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('exporter.backtest.', "
+        "'exporter.generate', 'tqdm'))))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "['exporter.backtest.cli', 'exporter.backtest.request']"
 
 
 def test_progress_is_quiet_off_a_terminal() -> None:

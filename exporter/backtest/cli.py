@@ -9,10 +9,7 @@ import signal
 from pathlib import Path
 from typing import Any, TextIO
 
-from exporter.backtest.client import Connection
-from exporter.backtest.progress import TerminalProgress
-from exporter.backtest.report import FORMATS, render, render_compare
-from exporter.backtest.run import Request, Result, backtest
+from exporter.backtest.request import Connection, Request
 from exporter.config import Config, load_config
 from exporter.config.duration import parse_duration, parse_time
 from exporter.exceptions import BacktestError, ConfigError, GenerateError
@@ -20,6 +17,7 @@ from exporter.exceptions import BacktestError, ConfigError, GenerateError
 __all__ = ["add_parser", "run"]
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+FORMATS = ("text", "json", "markdown")
 
 
 def add_parser(subparsers: Any, **kwargs: Any) -> argparse.ArgumentParser:
@@ -198,7 +196,11 @@ def request_from(args: argparse.Namespace, *, now: dt.datetime) -> Request:
     )
 
 
-async def _main(configs: list[Config], request: Request, stderr: TextIO) -> list[Result]:
+async def _main(configs: list[Config], request: Request, stderr: TextIO) -> list[Any]:
+    # Loaded here, not at the top: every command builds this module's parser.
+    from exporter.backtest.progress import TerminalProgress
+    from exporter.backtest.run import backtest
+
     # SIGTERM as Ctrl-C: cancel, so the local Prometheus and promtool are stopped.
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
@@ -241,6 +243,8 @@ def run(
     except (KeyboardInterrupt, asyncio.CancelledError):
         print("backtest: interrupted; the local Prometheus was stopped", file=stderr)
         return EXIT_FAILURE
+    from exporter.backtest.report import render, render_compare
+
     if len(results) == 2:
         stdout.write(render_compare(results[0], results[1], args.output_format))
     else:

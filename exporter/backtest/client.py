@@ -11,36 +11,16 @@ import asyncio
 import contextlib
 import ssl
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import msgspec
 
+from exporter.backtest.request import Connection
 from exporter.exceptions import BacktestError
 
 __all__ = ["Connection", "PrometheusAPI", "Series", "format_time", "wait_ready"]
-
-
-@dataclass(frozen=True, slots=True)
-class Connection:
-    """Where a Prometheus is and how to authenticate to it."""
-
-    url: str
-    bearer_token_file: Path | None = None
-    basic_auth_username: str | None = None
-    basic_auth_password_file: Path | None = None
-    ca_file: Path | None = None
-    cert_file: Path | None = None
-    key_file: Path | None = None
-    insecure_skip_verify: bool = False
-    headers: tuple[tuple[str, str], ...] = ()
-    timeout: float = 120.0
-
-    def base(self) -> str:
-        """Return the URL without a trailing slash."""
-        return self.url.rstrip("/")
 
 
 class Series(msgspec.Struct, frozen=True):

@@ -17,9 +17,7 @@ from typing import Any
 from exporter.backtest.evaluate import Episode
 from exporter.backtest.run import Result
 
-__all__ = ["FORMATS", "Diff", "Row", "Summary", "compare", "render", "render_compare", "summarize"]
-
-FORMATS = ("text", "json", "markdown")
+__all__ = ["Diff", "Row", "Summary", "compare", "render", "render_compare", "summarize"]
 #: Severities Alertmanager routes to a pager (the generated routing: critical pages).
 PAGE = "critical"
 TICKET = "warning"

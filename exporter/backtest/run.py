@@ -18,10 +18,11 @@ from pathlib import Path
 
 import yaml
 
-from exporter.backtest.client import Connection, PrometheusAPI
+from exporter.backtest.client import PrometheusAPI
 from exporter.backtest.evaluate import Episode, evaluate_alerts
 from exporter.backtest.fetch import FetchStats, Preflight, fetch_raw, preflight, scoped
 from exporter.backtest.progress import Progress
+from exporter.backtest.request import Connection, Request
 from exporter.backtest.rules import (
     AlertRule,
     RecordingRule,
@@ -42,23 +43,10 @@ from exporter.config.duration import format_duration, parse_duration
 from exporter.config.model import Config
 from exporter.exceptions import BacktestError
 
-__all__ = ["Request", "Result", "backtest"]
+__all__ = ["Result", "backtest"]
 
 #: The rule evaluation interval when neither the rules nor the server say.
 DEFAULT_INTERVAL = 60.0
-
-
-@dataclass(frozen=True, slots=True)
-class Request:
-    """What to backtest against: the server, the period, the agents and dimensions."""
-
-    connection: Connection
-    since: float
-    until: float
-    agents: tuple[str, ...] = ()
-    dimensions: tuple[str, ...] = ()
-    #: Seconds between rule evaluations; None: the rules' own, else the server's global.
-    interval: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
