@@ -92,11 +92,24 @@ def _cpu_seconds(pid: int) -> float:
     return 0.0
 
 
+def _disk(directory: Path) -> int:
+    """Return the disk the files under ``directory`` take (0 once it is gone)."""
+    total = 0
+    for root, _, files in os.walk(directory):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(root, name)).st_blocks * 512
+    return total
+
+
 class Sampler:
-    """Peak memory of a process tree: PSS and anonymous in total, RSS per program."""
+    """Peak memory of a process tree (PSS and anonymous in total, RSS per program) and peak
+    disk use of the backtest's temporary directory."""
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
+        self.started = time.time()
+        self.peak_disk = 0
         self.peak_total = self.peak_anon = 0
         self.peaks: dict[str, int] = {}
         self.cpu: dict[int, tuple[str, float]] = {}
@@ -115,6 +128,9 @@ class Sampler:
                 self.cpu[pid] = (name, max(_cpu_seconds(pid), self.cpu.get(pid, (name, 0.0))[1]))
             self.peak_total = max(self.peak_total, total)
             self.peak_anon = max(self.peak_anon, anon)
+            for directory in Path(tempfile.gettempdir()).glob("agent-quality-backtest-*"):
+                if directory.stat().st_mtime >= self.started - 1:
+                    self.peak_disk = max(self.peak_disk, _disk(directory))
             self._stop.wait(0.2)
 
     def cpu_by_program(self) -> dict[str, float]:
@@ -249,6 +265,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         "cpu_s": cpu,
         "peak_pss_mb": sampler.peak_total / 1024,
         "peak_anon_mb": sampler.peak_anon / 1024,
+        "peak_disk_mb": sampler.peak_disk / 2**20,
         "samples": float(result["data"]["samples"]),
         "alerts": float(sum(row["fired"] for row in result["alerts"])),
     }
@@ -272,6 +289,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     print(f"  peak anonymous memory, summed         {figures['peak_anon_mb']:>12.0f} MB")
     for program, kb in sorted(sampler.peaks.items()):
         print(f"    peak RSS of one {program:<22}{kb / 1024:>12.0f} MB")
+    print(f"  peak disk, the temporary directory    {figures['peak_disk_mb']:>12.0f} MB")
     if per_minute is not None:
         extrapolated = per_minute * period
         figures["baseline_s"] = extrapolated

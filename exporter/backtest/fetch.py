@@ -206,6 +206,8 @@ class _Download:
     last: dict[tuple[tuple[str, str], ...], float] = field(default_factory=dict)
     #: Seconds of history per answer, per selector, tuned to CHUNK_SAMPLES.
     span: dict[str, float] = field(default_factory=dict)
+    #: The first ``up`` series, and its first scrape times: the scrape interval.
+    up_key: tuple[tuple[str, str], ...] | None = None
     up_times: list[float] = field(default_factory=list)
 
     def write(self, out: _OpenMetricsFile, result: Sequence[Series]) -> int:
@@ -214,14 +216,18 @@ class _Download:
             key = tuple(sorted(series.metric.items()))
             previous = self.last.get(key)
             if previous is None:
-                self.stats.series += 1
                 agent, dimension = series.metric.get("agent"), series.metric.get("dimension")
                 if agent is not None and dimension is not None:
                     self.stats.pairs.add((agent, dimension))
-                if series.metric.get("__name__") == "up" and not self.up_times:
-                    self.up_times = [ts for ts, _ in series.values[:1000]]
-            count, newest = out.write(series, after=-math.inf if previous is None else previous)
+                if series.metric.get("__name__") == "up" and self.up_key is None:
+                    self.up_key = key
+            after = -math.inf if previous is None else previous
+            if key == self.up_key and len(self.up_times) < 1000:
+                self.up_times.extend(ts for ts, _ in series.values if ts > after)
+            count, newest = out.write(series, after=after)
             if count:
+                if previous is None:
+                    self.stats.series += 1
                 self.last[key] = newest
                 self.stats.first = min(self.stats.first, series.values[0][0])
                 written += count

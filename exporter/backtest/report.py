@@ -149,6 +149,9 @@ def summarize(result: Result) -> Summary:
     pairs = [Pair(agent, dim, int(n), float(s)) for (agent, dim), (n, s) in counts.items()]
     noisy = sorted((p for p in pairs if p.alerts), key=lambda p: (-p.alerts, -p.firing, p.agent))
     quiet = sorted(pairs, key=lambda p: (p.alerts, p.firing, p.agent, p.dimension))
+    silent = [pair for pair in quiet if not pair.alerts]
+    if silent:  # name only pairs without alerts; their count says how many more
+        quiet = silent
     severities = [episode.severity for episode in result.episodes]
     return Summary(
         weeks=weeks,
@@ -317,7 +320,11 @@ def _render(result: Result, *, markdown: bool) -> str:
     lines += [
         f"{bullet}noisiest: {_pairs_line(summary.noisiest, quiet=False)}",
         f"{bullet}quietest: {_pairs_line(summary.quietest, quiet=True)}"
-        + (f" ({summary.silent_pairs} pairs without any alert)" if summary.silent_pairs else ""),
+        + (
+            f" ({summary.silent_pairs} of {len(result.pairs)} pairs without any alert)"
+            if summary.silent_pairs
+            else ""
+        ),
         "",
     ]
     found = rows(result)

@@ -8,6 +8,7 @@ Prometheus, always stopped at the end.
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import os
 import tempfile
@@ -183,15 +184,20 @@ async def _download(
     return _History(data, stats, checked, start, interval, time.monotonic() - began)
 
 
+def _when(seconds: float) -> str:
+    moment = dt.datetime.fromtimestamp(seconds, tz=dt.UTC)
+    return moment.isoformat(timespec="minutes").replace("+00:00", "Z")
+
+
 def _notes(history: _History, request: Request, plan: RulePlan) -> tuple[str, ...]:
     notes = []
-    missing = history.checked.oldest - history.start
-    if missing > 3600:
+    oldest = history.checked.oldest
+    if oldest - history.start > 3600:
+        lookback = format_duration(max(round(plan.warmup / 60) * 60, 60))
         notes.append(
-            f"the server's history starts {format_duration(max(round(missing / 60) * 60, 60))} "
-            f"after the {format_duration(max(round(plan.warmup / 60) * 60, 60))} the rules "
-            "look back on before the period: windows that reach before it see partial data "
-            "early in the period"
+            f"the server holds no history before {_when(oldest)}, and the rules look back "
+            f"{lookback}: until {_when(oldest + plan.warmup)} alerts over the longest windows "
+            "saw less data than a Prometheus running all along would have"
         )
     if request.agents or request.dimensions:
         notes.append(
