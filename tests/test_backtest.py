@@ -130,8 +130,10 @@ class TestPlan:
         assert not set(names) & plan.recorded
         bare = {s.name for s in plan.raw if not s.matchers}
         assert not [s for s in plan.raw if s.matchers and s.name in bare]
-        # The longest chain: a 3-day SLO window over hourly increases.
-        assert plan.warmup >= 3 * 86400
+        # At least the longest window of any rule kept, plus the alert's hold.
+        rules = [*(r for level in plan.levels for r in level), *plan.alerts]
+        longest = max(read.lookback for rule in rules for read in rule.reads)
+        assert plan.warmup >= longest > 0
 
     def test_dimension_filter(self) -> None:
         """--dimension keeps that dimension's alerts and the rules feeding them."""

@@ -58,11 +58,14 @@ IMPORT_BLOCK = "54h"
 #: Each rule's range queries cover 54h (3,240 steps at 1m): what one query, its JSON and
 #: promtool's block in memory hold does not grow with the period.
 RULE_BLOCK = 54 * 3600.0
+#: Blocks one promtool run writes: promtool 2.42 keeps every block's memory until it exits,
+#: so a rule is evaluated in runs of a few blocks, not over the whole period at once.
+BLOCKS_PER_RUN = 3
 #: Rules evaluated at once: Prometheus evaluates one while promtool stores the other.
 _WORKERS = 2
 #: A soft heap limit for the Go programs (honoured since Go 1.19): near it the runtime
 #: collects more often instead of doubling the heap. An operator's own GOMEMLIMIT wins.
-_TOOL_ENV = {"GOMEMLIMIT": "96MiB", **os.environ}
+_TOOL_ENV = {"GOMEMLIMIT": "128MiB", **os.environ}
 _PROM_ENV = {"GOMEMLIMIT": "160MiB", **os.environ}
 _STOP_TIMEOUT = 10.0
 _START_TIMEOUT = 60.0
@@ -88,7 +91,7 @@ def find_tools() -> Tools:
     return Tools(prometheus=str(found["prometheus"]), promtool=str(found["promtool"]))
 
 
-def block_duration(seconds: float, interval: float) -> str:
+def block_hours(seconds: float, interval: float) -> int:
     """Return the largest TSDB block range (2h x 3^n) up to ``seconds`` and MAX_STEPS steps.
 
     In hours: promtool's flags take Go durations, which have no days.
@@ -97,7 +100,7 @@ def block_duration(seconds: float, interval: float) -> str:
     hours = 2
     while hours * 3 * 3600 <= limit:
         hours *= 3
-    return f"{hours}h"
+    return hours
 
 
 async def _run(args: Sequence[str], *, cwd: Path | None = None, what: str) -> str:
@@ -309,30 +312,42 @@ class RuleBackfill:
         self.group = GROUP
         self.grid: Grid | None = None
 
-    def _args(self, url: str, output: Path, *, end: int) -> list[str]:
+    def _args(self, url: str, output: Path, *, start: int, end: int) -> list[str]:
         return [
             self.tools.promtool,
             "tsdb",
             "create-blocks-from",
             "rules",
             f"--url={url}",
-            f"--start={self.start}",
+            f"--start={start}",
             f"--end={end}",
             f"--output-dir={output}",
             f"--eval-interval={round(self.interval * 1000)}ms",
-            f"--max-block-duration={block_duration(RULE_BLOCK, self.interval)}",
+            f"--max-block-duration={block_hours(RULE_BLOCK, self.interval)}h",
             RULE_FILE,  # relative: the same name for every rule keeps the grid offset
         ]
 
     async def _evaluate(
-        self, rule: RecordingRule, url: str, output: Path, worker: Path, *, end: int
+        self, rule: RecordingRule, url: str, output: Path, worker: Path, *, start: int, end: int
     ) -> None:
         _write_rule(worker, rule, self.group)
         await _run(
-            self._args(url, output, end=end),
+            self._args(url, output, start=start, end=end),
             cwd=worker,
             what=f"promtool tsdb create-blocks-from rules ({rule.record})",
         )
+
+    def runs(self) -> list[tuple[int, int]]:
+        """Return the (start, end) seconds of each promtool run over the period.
+
+        Runs end on block edges: promtool ends each block's query on the whole second before
+        the edge and starts the next run's at the edge, as within one run.
+        """
+        span = block_hours(RULE_BLOCK, self.interval) * 3600 * BLOCKS_PER_RUN
+        edges = range((self.start // span + 1) * span, self.end, span)
+        starts = [self.start, *edges]
+        ends = [edge - 1 for edge in edges] + [self.end]
+        return list(zip(starts, ends, strict=True))
 
     async def calibrate(self, url: str) -> Grid:
         """Find the grid promtool evaluates on, avoiding offsets it would leave gaps at.
@@ -347,7 +362,7 @@ class RuleBackfill:
             self.group = GROUP if attempt == 0 else f"{GROUP}-{attempt}"
             output = Path(tempfile.mkdtemp(prefix="calibration-", dir=self.workdir))
             end = self.start + 3 * max(round(self.interval), 1)
-            await self._evaluate(probe, url, output, self.workdir / "w0", end=end)
+            await self._evaluate(probe, url, output, self.workdir / "w0", start=self.start, end=end)
             times = _block_times(output)
             shutil.rmtree(output)
             if not times:
@@ -363,14 +378,16 @@ class RuleBackfill:
         if self.grid is None:
             raise BacktestError("the evaluation grid is not calibrated")
         staging = Path(tempfile.mkdtemp(prefix="level-", dir=self.workdir))
-        queue: asyncio.Queue[RecordingRule] = asyncio.Queue()
+        queue: asyncio.Queue[tuple[RecordingRule, int, int]] = asyncio.Queue()
         for rule in rules:
-            queue.put_nowait(rule)
+            for start, end in self.runs():
+                queue.put_nowait((rule, start, end))
 
         async def worker(index: int) -> None:
             while not queue.empty():
-                rule = queue.get_nowait()
-                await self._evaluate(rule, url, staging, self.workdir / f"w{index}", end=self.end)
+                rule, start, end = queue.get_nowait()
+                worker = self.workdir / f"w{index}"
+                await self._evaluate(rule, url, staging, worker, start=start, end=end)
                 advance(1)
 
         async with asyncio.TaskGroup() as group:
@@ -388,8 +405,8 @@ async def evaluate_levels(
 ) -> Grid:
     """Calibrate the grid, then evaluate every level, restarting Prometheus between them."""
     grid = await backfill.calibrate(local.url)
-    total = sum(len(level) for level in levels)
-    with progress.stage("rules", total=total, unit="rules") as advance:
+    total = sum(len(level) for level in levels) * len(backfill.runs())
+    with progress.stage("rules", total=total, unit="runs") as advance:
         for number, level in enumerate(levels):
             if number:
                 await local.restart()  # load the blocks the level below wrote
