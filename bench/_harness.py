@@ -202,8 +202,8 @@ def wrk(
     return Load(float(rate.group(1)), cpu / int(total.group(1)) * 1e6)
 
 
-def conversation(index: int) -> dict[str, object]:
-    """An ~800-byte conversation like the SPEC's example, with a distinct id."""
+def conversation(index: int) -> dict[str, Any]:
+    """An ~800-byte conversation like docs/api.md's example, with a distinct id."""
     return {
         "id": f"bench-{index:08d}",
         "agent": "support-bot",

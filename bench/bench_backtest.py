@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import contextlib
+import functools
 import json
 import os
 import resource
@@ -152,6 +153,10 @@ class Sampler:
             self._thread.join()
 
 
+def _remove(path: Path, _: object) -> None:
+    path.unlink()
+
+
 def build_history(config_path: Path, data: Path, *, start: int, days: int, work: Path) -> float:
     """Write and import the history, importing each day while the next is written."""
     config = load_config(config_path)
@@ -163,7 +168,7 @@ def build_history(config_path: Path, data: Path, *, start: int, days: int, work:
         jobs = []
         for path in history.days(work / "history", start=start, minutes=days * 1440):
             jobs.append(pool.submit(import_file, path, data))
-            jobs[-1].add_done_callback(lambda _, path=path: path.unlink())
+            jobs[-1].add_done_callback(functools.partial(_remove, path))
         for job in jobs:
             job.result()
     return time.monotonic() - began

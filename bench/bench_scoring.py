@@ -26,6 +26,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -48,7 +49,7 @@ def bodies(count: int) -> list[bytes]:
     out = []
     for index in range(count):
         document = conversation(index)
-        messages: list[dict[str, object]] = document["messages"]  # type: ignore[assignment]
+        messages: list[dict[str, Any]] = document["messages"]
         if index % 5 == 1:  # a failing tool
             messages[2]["error"] = True
         if index % 7 == 2:  # a refusal

@@ -2,11 +2,11 @@
 
     python bench/run_all.py [--quick] [--only ingest,scrape,...]
 
-Runs ingest, OTLP, scoring, scrape, memory and judge, in that order. Each bench's own output
-(its baselines and ratios, all measured in the same run) goes to stderr as it runs; at the end
-a table of the key figures with their targets goes to stderr, and the same table as Markdown,
-with the machine it ran on, to stdout for docs/benchmarks.md. Exits 1 when a figure misses its
-target or a bench fails.
+Runs ingest, OTLP, scoring, scrape, memory, bombs, dataset and judge, in that order. Each
+bench's own output (its baselines and ratios, all measured in the same run) goes to stderr as
+it runs; at the end a table of the key figures with their targets goes to stderr, and the same
+table as Markdown, with the machine it ran on, to stdout for docs/benchmarks.md. Exits 1 when
+a figure misses its target or a bench fails.
 
 ``--quick`` shortens every bench (memory runs 1 minute) to try the command out; the figures
 it gives are rough. Expect the full run to take about ten minutes.
@@ -92,6 +92,8 @@ BENCHES = [
     Bench("scoring", "bench_scoring", quick=("--conversations", "5000", "--rounds", "1")),
     Bench("scrape", "bench_scrape", quick=("--scrapes", "20")),
     Bench("memory", "bench_memory", quick=("--minutes", "1")),
+    Bench("bombs", "bench_bombs", quick=("--bombs", "6")),
+    Bench("dataset", "bench_dataset", quick=("--records", "20000", "--burst", "30000")),
     Bench(
         "judge",
         "bench_judge",
@@ -149,6 +151,16 @@ ROWS = [
         lambda value: value > 0),
     Row("memory", "unaccounted", "conversations unaccounted for", ",.0f", "0",
         lambda value: value == 0),
+    Row("bombs", "baseline_mb", "RSS before 20 decompression bombs, MB (baseline)", ".1f"),
+    Row("bombs", "peak_mb", "RSS peak during the bombs (VmHWM), MB", ".1f", "<= 150",
+        at_most(150)),
+    Row("bombs", "final_over_baseline_mb", "RSS after the bombs - baseline, MB", "+.1f", "<= 10",
+        at_most(10)),
+    Row("dataset", "records_per_s", "dataset writer, records/s to disk (wall)", ",.0f"),
+    Row("dataset", "mb_per_s", "dataset writer, MB/s to disk (wall)", ".1f"),
+    Row("dataset", "records_per_cpu_s", "dataset writer, records per CPU-second", ",.0f"),
+    Row("dataset", "burst_dropped", "dataset records dropped in a burst (backlog_full)", ",.0f",
+        "0", lambda value: value == 0),
     Row("judge", "vs_default", "ingest with judge saturated / default config, req/s", ".2f",
         ">= 0.90", at_least(0.9)),
     Row("judge", "vs_default_cpu", "ingest with judge saturated / default config, by CPU",

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
-__all__ = ["LEVELS", "Throttle", "setup_logging"]
+__all__ = ["LEVELS", "FailureLog", "Throttle", "setup_logging"]
 
 LEVELS = ("debug", "info", "warn", "error")
 
@@ -93,3 +93,30 @@ class Throttle:
             return None
         self._last[key] = now
         return self._held.pop(key, 0)
+
+
+class FailureLog:
+    """Log failures as warnings: the first of each kind at once, then one a kind an interval.
+
+    The kind is the error's ``kind`` (``ScorerError``: ``HTTP 400``, ``timeout``...) or its
+    class name, so a judge that starts answering 401 after a run of timeouts is logged at
+    once, with its answer, instead of waiting for the timeouts' interval to pass.
+    """
+
+    def __init__(
+        self,
+        logger: logging.Logger,
+        *,
+        interval: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._logger = logger
+        self._throttle = Throttle(interval=interval, clock=clock)
+
+    def failed(self, what: str, error: BaseException, *, where: str = "") -> None:
+        """Log that ``what`` failed ``where`` with ``error``, unless its kind was just logged."""
+        kind = getattr(error, "kind", None) or type(error).__name__
+        held = self._throttle.allow(f"{what}\0{kind}")
+        if held is not None:
+            more = f" ({held} more failures of this kind since the last report)" if held else ""
+            self._logger.warning("%s failed%s: %s%s", what, where, error, more)

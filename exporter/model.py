@@ -8,6 +8,8 @@ from them (``python -m exporter.model``), and a test keeps the two in step.
 from __future__ import annotations
 
 import datetime as dt
+import json
+import pathlib
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -16,6 +18,7 @@ __all__ = [
     "Conversation",
     "Feedback",
     "Message",
+    "Role",
     "ToolCall",
     "Usage",
     "conversation_json_schema",
@@ -23,6 +26,8 @@ __all__ = [
     "decode_feedback",
 ]
 
+#: A message's role, as OpenAI names them.
+Role = Literal["system", "developer", "user", "assistant", "tool"]
 _Id = Annotated[str, msgspec.Meta(min_length=1, max_length=512, description="Stable id.")]
 _Name = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 _NonNegative = Annotated[float, msgspec.Meta(ge=0)]
@@ -49,7 +54,7 @@ class ToolCall(msgspec.Struct, gc=False):
 class Message(msgspec.Struct, gc=False):
     """One chat message with an OpenAI-style role."""
 
-    role: Literal["system", "developer", "user", "assistant", "tool"]
+    role: Role
     content: str | list[dict[str, Any]] | None = None
     name: str | None = None
     tool_calls: list[ToolCall] | None = None
@@ -99,10 +104,6 @@ class Conversation(msgspec.Struct, gc=False):
                 return message.text()
         return ""
 
-    def tool_messages(self) -> list[Message]:
-        """Return the tool results in order."""
-        return [m for m in self.messages if m.role == "tool"]
-
 
 class Feedback(msgspec.Struct, gc=False):
     """A late signal for a conversation already sent."""
@@ -134,9 +135,6 @@ def conversation_json_schema() -> dict[str, Any]:
 
 
 if __name__ == "__main__":  # pragma: no cover - regenerates the shipped schema file
-    import json
-    import pathlib
-
     target = pathlib.Path(__file__).parent / "schemas" / "conversation.schema.json"
     target.parent.mkdir(exist_ok=True)
     target.write_text(json.dumps(conversation_json_schema(), indent=2, sort_keys=True) + "\n")

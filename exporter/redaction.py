@@ -1,7 +1,7 @@
 """Replace personal data with typed placeholders (``[EMAIL]``, ``[CARD]``) before it leaves us.
 
 The feedback dataset redacts with this before writing to disk, LLM judges before sending a
-prompt. Detection is the ``pii`` scorer's (:func:`exporter.scoring.pii.find_pii`): one set of
+prompt. Detection is :func:`exporter.pii.find_pii`, the ``pii`` scorer's too: one set of
 patterns and validators, so what the scorer flags is exactly what gets redacted. This module adds
 the operator's own regexes (``employee_id: "EMP-\\d{6}"``), the placeholders and the walk over a
 conversation's messages, tool calls, signals and metadata.
@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 import msgspec
 
 from exporter.model import Conversation, Message
-from exporter.scoring.pii import PII_KINDS, PiiKind, claim, find_pii
+from exporter.pii import PII_KINDS, PiiKind, claim, find_pii
 
 __all__ = ["Finding", "Redactor", "placeholder"]
 

@@ -7,11 +7,18 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 from exporter.config import Config, parse_config
 from exporter.web import create_app
 from tests.support.app import Client, MakeClient
 from tests.support.fake_openai import FakeOpenAI, running_fake_openai
+
+# Hypothesis fails an example slower than 200 ms by default: a wall-clock limit that a loaded
+# machine breaks (a PII scan of "1" took 291 ms once). Properties here are about results; speed
+# has its benchmarks under bench/. Tests may still set their own `deadline`.
+settings.register_profile("exporter", deadline=None)
+settings.load_profile("exporter")
 
 EXAMPLE_CONVERSATION: dict[str, Any] = {
     "id": "c-7f3a",
@@ -37,7 +44,7 @@ EXAMPLE_CONVERSATION: dict[str, Any] = {
 
 
 def conversation(**changes: Any) -> dict[str, Any]:
-    """Return a copy of the SPEC's example conversation with ``changes`` applied."""
+    """Return a copy of docs/api.md's example conversation with ``changes`` applied."""
     document = copy.deepcopy(EXAMPLE_CONVERSATION)
     document.update(changes)
     return document

@@ -231,7 +231,7 @@ class TestAlertStates:
         }
         path = tmp_path / "test.yml"
         path.write_text(json.dumps(test))
-        result = promtool_test(path)
+        result = promtool_test(path, timeout=60)
         assert result.returncode == 0, result.stdout + result.stderr
 
     def test_chunk_edges_change_nothing(self) -> None:
@@ -271,7 +271,9 @@ def result(episodes: list[Episode], **changes: Any) -> Result:
     return dataclasses.replace(base, **changes)
 
 
-def episode(agent: str, dimension: str, severity: str, fired: float, resolved: float | None):
+def episode(
+    agent: str, dimension: str, severity: str, fired: float, resolved: float | None
+) -> Episode:
     labels = {"alertname": "Q", "agent": agent, "dimension": dimension, "severity": severity}
     return Episode(labels, fired - 60, fired, resolved, 0.5, "http://g/d?var-agent=" + agent)
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans
 
 from exporter.config import Config
@@ -98,7 +99,7 @@ def _otlp_template() -> bytes:
         trace=int.from_bytes(_TRACE_MARK, "big"),
     )
     resource = ResourceSpans(
-        resource={"attributes": key_values({"service.name": f"{MARK}-service-CCCCCC"})},
+        resource=Resource(attributes=key_values({"service.name": f"{MARK}-service-CCCCCC"})),
         scope_spans=[ScopeSpans(spans=[span])],
     )
     return ExportTraceServiceRequest(resource_spans=[resource]).SerializeToString()
@@ -161,7 +162,7 @@ async def warm_up(client: Client) -> None:
         "/v1/traces", data=otlp_export(0, 1), headers={"Content-Type": "application/x-protobuf"}
     )
     assert response.status == 200
-    assert await client.app[PIPELINE].drain(10)
+    assert await client.app[PIPELINE].drain(60)
 
 
 class TestCardinality:

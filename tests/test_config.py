@@ -12,11 +12,14 @@ from hypothesis import strategies as st
 
 from exporter.config import (
     OTHER_AGENT,
+    Secret,
     default_document,
     format_duration,
     load_config,
+    needed_secrets,
     parse_config,
     parse_duration,
+    resolve_secrets,
 )
 from exporter.exceptions import ConfigError
 
@@ -52,7 +55,7 @@ class TestDefault:
         """The config object cannot be changed by the code that reads it."""
         config = load_config()
         with pytest.raises(AttributeError):
-            config.agents = ()  # type: ignore[misc]
+            config.agents = ()  # type: ignore[misc]  # mypy refuses it too: that is the point
 
     def test_agent_labels_end_with_other(self) -> None:
         """Unlisted agents share the label value `other`."""
@@ -103,7 +106,18 @@ BAD_CONFIGS: list[tuple[dict[str, Any], str, str]] = [
         "not a declared dimension",
     ),
     ({"scorers": [{"type": "pii"}, {"type": "pii"}]}, "$.scorers[1].name", "twice"),
-    ({"server": {"auth": {"bearer_token_env": "AQE_TEST_UNSET_VAR"}}}, "$.server.auth", "unset"),
+    (
+        {"server": {"auth": {"bearer_token_env": "A", "bearer_token_file": "/f"}}},
+        "$.server.auth",
+        "not both",
+    ),
+    ({"samplng": {"base_rate": 0.1}}, "$.samplng", "did you mean 'sampling'?"),
+    (
+        {"dimensions": [{"name": "x", "scale": {"min": 0, "max": 1}, "direction": "up"}]},
+        "$.dimensions[0].direction",
+        "higher_is_better",
+    ),
+    ({"dataset": {"retention": {"max_age": 5}}}, "$.dataset.retention.max_age", "or null"),
 ]
 
 
@@ -130,6 +144,37 @@ class TestErrors:
         path.write_text("sampling:\n  base_rate: [1,\n")
         with pytest.raises(ConfigError, match=r"line \d+, column \d+"):
             load_config(path)
+
+    def test_every_schema_error_is_reported(self, tmp_path: Path) -> None:
+        """All schema errors come at once, in key order, each with the file and its key path."""
+        path = tmp_path / "c.yml"
+        path.write_text(
+            "samplng: {}\n"
+            "sampling: {base_rate: 7, boost_rat: 0.5}\n"
+            "scorers: [{type: nope}, {type: refusal, patern: [x]}]\n"
+        )
+        with pytest.raises(ConfigError) as caught:
+            load_config(path)
+        lines = str(caught.value).splitlines()
+        assert [problem.path for problem in caught.value.problems] == [
+            "$.sampling.base_rate",
+            "$.sampling.boost_rat",
+            "$.samplng",
+            "$.scorers[0].type",
+            "$.scorers[1].patern",
+        ]
+        assert all(line.startswith(f"{path}: $.") for line in lines)
+        assert len(lines) == 5
+        assert "did you mean 'boost_rate'?" in lines[1]
+        assert "did you mean 'patterns'?" in lines[4]
+
+    def test_unknown_key_far_from_any_lists_the_known_ones(self) -> None:
+        """Without a close match, the message lists the keys that level takes."""
+        with pytest.raises(ConfigError) as caught:
+            parse_config({"pipeline": {"zzz": 1}})
+        assert caught.value.path == "$.pipeline.zzz"
+        assert "did you mean" not in caught.value.message
+        assert "known keys: queue_size, workers" in caught.value.message
 
     def test_top_level_must_be_a_mapping(self) -> None:
         """A list at the top level is rejected at `$`."""
@@ -159,19 +204,60 @@ class TestErrors:
 
 
 class TestSecrets:
+    def test_loading_reads_no_secret(self) -> None:
+        """A config naming unset variables and a missing file loads: only the daemon reads them."""
+        judges = {"j": {"base_url": "http://h", "model": "m", "api_key_env": "AQE_TEST_UNSET_1"}}
+        config = parse_config({"judges": judges})
+        assert config.judges["j"].api_key is None
+        assert config.judges["j"].api_key_env == "AQE_TEST_UNSET_1"
+        config = parse_config({"server": {"auth": {"bearer_token_file": "/nonexistent/token"}}})
+        assert config.server.auth.enabled
+        assert config.server.auth.bearer_token is None
+
+    def test_needed_secrets_name_each_key(self) -> None:
+        """needed_secrets lists what the daemon will read, with the key that names it."""
+        judges = {
+            name: {"base_url": "http://h", "model": name, "api_key_env": "KEY"}
+            for name in ("a", "b")
+        }
+        config = parse_config({"judges": judges, "server": {"auth": {"bearer_token_env": "TOK"}}})
+        assert needed_secrets(config) == (
+            Secret("$.server.auth.bearer_token_env", env="TOK"),
+            Secret("$.judges.a.api_key_env", env="KEY"),
+            Secret("$.judges.b.api_key_env", env="KEY"),
+        )
+        assert needed_secrets(load_config()) == ()
+
     def test_token_from_env_is_not_in_repr(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        """The bearer token is read from the environment and never printed."""
+        """The bearer token is read from the environment at start and never printed."""
         monkeypatch.setenv("AQE_TOKEN", "s3cret-value")
         config = parse_config({"server": {"auth": {"bearer_token_env": "AQE_TOKEN"}}})
-        assert config.server.auth.bearer_token == "s3cret-value"
-        assert "s3cret-value" not in repr(config)
+        resolved = resolve_secrets(config)
+        assert resolved.server.auth.bearer_token == "s3cret-value"
+        assert "s3cret-value" not in repr(resolved)
 
     def test_token_from_file(self, tmp_path: Path) -> None:
         """A token file is read and stripped of its trailing newline."""
         token = tmp_path / "token"
         token.write_text("abc\n")
         config = parse_config({"server": {"auth": {"bearer_token_file": str(token)}}})
-        assert config.server.auth.bearer_token == "abc"
+        assert resolve_secrets(config).server.auth.bearer_token == "abc"
+
+    def test_every_missing_secret_is_named(self, tmp_path: Path) -> None:
+        """Resolving fails once, naming each missing secret with the file and key path."""
+        path = tmp_path / "c.yml"
+        path.write_text(
+            "server: {auth: {bearer_token_file: /nonexistent/token}}\n"
+            "judges: {j: {base_url: 'http://h', model: m, api_key_env: AQE_TEST_UNSET_2}}\n"
+        )
+        with pytest.raises(ConfigError) as caught:
+            resolve_secrets(load_config(path))
+        assert str(caught.value).splitlines() == [
+            f"{path}: $.server.auth.bearer_token_file: file /nonexistent/token is unreadable: "
+            "No such file or directory",
+            f"{path}: $.judges.j.api_key_env: environment variable AQE_TEST_UNSET_2 is unset "
+            "or empty",
+        ]
 
 
 class TestDurations:

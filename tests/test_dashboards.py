@@ -19,8 +19,9 @@ from exporter.cli import run
 from exporter.config import Config, load_config
 from exporter.exceptions import ConfigError
 from exporter.generate import build_rules
-from exporter.generate.grafana import AGENT_UID, OVERVIEW_UID, TAG, dashboards, write_grafana
+from exporter.generate.grafana import TAG, dashboards, write_grafana
 from exporter.generate.model import RecordingRule
+from exporter.names import AGENT_UID, OVERVIEW_UID
 from tests.support.dashboards import COMMITTED, load, panels, queries, substitute
 
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
@@ -131,7 +132,9 @@ class TestStructure:
             AGENT_UID: ["datasource", "agent"],
         }
         assert all(v.get("multi") for v in overview["templating"]["list"][1:])
-        runbook = load_config(None).alerting.runbook_url  # type: ignore[union-attr]
+        alerting = load_config(None).alerting
+        assert alerting is not None
+        runbook = alerting.runbook_url
         for dashboard in (overview, agent):
             kinds = {
                 (link["type"], link.get("url") or tuple(link["tags"]))

@@ -27,7 +27,7 @@ import pytest
 from exporter.config import parse_config
 from exporter.generate import generate
 from exporter.generate.conventions import BASELINE, Record
-from exporter.generate.grafana import AGENT_UID, OVERVIEW_UID
+from exporter.names import AGENT_UID, OVERVIEW_UID
 from tests.conftest import conversation
 from tests.support.daemon import Daemon, running_daemon
 from tests.support.dashboards import COMMITTED, label_values, load, panels, queries, substitute

@@ -9,6 +9,7 @@ import resource
 import signal
 import threading
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +17,19 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from exporter.config import Config, parse_config
-from exporter.dataset import DatasetWriter, ReadStats, SelectionPolicy, build_sink, read_records
+from exporter.config.model import DatasetConfig
+from exporter.dataset import (
+    DatasetWriter,
+    Provenance,
+    ReadStats,
+    SelectionPolicy,
+    build_sink,
+    read_records,
+)
 from exporter.dataset.dedup import IdFilter
 from exporter.dataset.reader import dataset_files
 from exporter.dataset.segments import ACTIVE_NAME, Segments, finished_name, trim_torn_tail
+from exporter.exceptions import ConfigError
 from exporter.metrics import Metrics
 from exporter.model import decode_conversation
 from exporter.types import Evaluation
@@ -35,7 +45,7 @@ def evaluation(
     content: str = "Where is my order?",
     agent: str = "support-bot",
 ) -> Evaluation:
-    """Return an evaluation of the SPEC's example conversation, bad in task_completion."""
+    """Return an evaluation of docs/api.md's example conversation, bad in task_completion."""
     document = conversation(id=conversation_id, signals=signals or {})
     document["messages"][0]["content"] = content
     return Evaluation(
@@ -85,15 +95,13 @@ class Harness:
         """Wait for ``count`` complete flush cycles (the first may have started earlier)."""
         for _ in range(count):
             self.writer.flushed.clear()
-            assert await asyncio.to_thread(self.writer.flushed.wait, 5.0)
+            assert await asyncio.to_thread(self.writer.flushed.wait, 60.0)
 
     def value(self, name: str, **labels: str) -> float:
         return sample(self.registry, name, **labels)
 
 
-def build_provenance(config: Config) -> Any:
-    from exporter.dataset import Provenance
-
+def build_provenance(config: Config) -> Provenance:
     return Provenance(exporter_version="test", config_digest=config.digest)
 
 
@@ -329,12 +337,50 @@ class TestWriter:
     async def test_pending_is_bounded(
         self, harness: Callable[..., Harness], tmp_path: Path
     ) -> None:
-        """Beyond max_pending_records new records are dropped and counted."""
+        """Beyond max_pending_records new records are dropped and counted.
+
+        The directory cannot be created (a file is in the way), so nothing leaves.
+        """
+        (tmp_path / "ds").write_text("in the way")
         h = harness(dataset_config(tmp_path / "ds", flush_interval="1h", max_pending_records=3))
         for number in range(5):
             await h.writer.handle(evaluation(f"c-{number}"))
+        await asyncio.sleep(0.2)  # whatever the woken writer tries, it cannot write
         assert h.value("dataset_pending_records") == 3
         assert h.value("dataset_dropped_records_total", reason="backlog_full") == 2
+
+    async def test_a_tenth_of_the_bound_waiting_is_written_at_once(
+        self, harness: Callable[..., Harness], tmp_path: Path
+    ) -> None:
+        """Records wait for the interval (here an hour) only while fewer than a tenth of
+        max_pending_records: then the writer wakes, so a burst lands as fast as the disk goes.
+        """
+        h = harness(dataset_config(tmp_path / "ds", flush_interval="1h", max_pending_records=100))
+        for number in range(9):
+            await h.writer.handle(evaluation(f"c-{number}"))
+        await asyncio.sleep(0.3)
+        assert h.value("dataset_records_total", agent="support-bot") == 0
+        for number in range(9, 40):
+            await h.writer.handle(evaluation(f"c-{number}"))
+        for _ in range(600):
+            if h.value("dataset_records_total", agent="support-bot") == 40:
+                break
+            await asyncio.sleep(0.01)
+        assert h.value("dataset_records_total", agent="support-bot") == 40
+        assert h.value("dataset_pending_records") == 0
+
+    async def test_a_failing_disk_is_retried_on_the_interval_only(
+        self, harness: Callable[..., Harness], tmp_path: Path
+    ) -> None:
+        """Records piling up on a broken directory do not make the writer retry per record."""
+        (tmp_path / "ds").write_text("in the way")
+        h = harness(dataset_config(tmp_path / "ds", flush_interval="1h", max_pending_records=100))
+        for number in range(90):
+            await h.writer.handle(evaluation(f"c-{number}"))
+            if number % 10 == 0:
+                await asyncio.sleep(0.02)  # let the woken writer fail
+        assert h.value("dataset_write_errors_total", reason="io") == 1
+        assert h.value("dataset_pending_records") == 90
 
     async def test_disabled_builds_no_sink(self) -> None:
         """The default config has the dataset off: no writer, no thread, no directory."""
@@ -534,10 +580,6 @@ class TestConfig:
 
     def test_dataclass_defaults_match_default_yml(self) -> None:
         """DatasetConfig() (used when no config is loaded) says what default.yml says."""
-        from dataclasses import replace
-
-        from exporter.config.model import DatasetConfig
-
         loaded = parse_config({}).dataset
         assert replace(loaded, path=DatasetConfig().path) == DatasetConfig()
 
@@ -574,8 +616,6 @@ class TestConfig:
     )
     def test_errors_name_the_key(self, section: dict[str, Any], where: str) -> None:
         """Bad dataset settings fail at load, naming the JSON path."""
-        from exporter.exceptions import ConfigError
-
         with pytest.raises(ConfigError) as caught:
             parse_config({"dataset": section}, source="test.yml")
         assert caught.value.path == where

@@ -33,7 +33,7 @@ def record(
     time: dt.datetime = DAY,
     messages: list[dict[str, Any]] | None = None,
 ) -> Record:
-    """Return a record of the SPEC's example conversation."""
+    """Return a record of the example conversation of docs/api.md."""
     document = conversation(id=conversation_id, agent=agent)
     if messages is not None:
         document["messages"] = messages
@@ -78,7 +78,7 @@ def export(*argv: str) -> tuple[int, list[dict[str, Any]], str]:
     return code, lines, stderr.getvalue()
 
 
-TOOL_TURN = [
+TOOL_TURN: list[dict[str, Any]] = [
     {"role": "developer", "content": "Be brief."},
     {"role": "user", "content": "Hi"},
     {"role": "assistant", "content": "Hello, how can I help?"},
@@ -170,6 +170,7 @@ class TestInspectFormat:
 
     def test_inspect_loads_the_export(self, tmp_path: Path) -> None:
         """Inspect AI's own json_dataset reads the exported file into samples."""
+        # Imported by this test alone: inspect_ai takes about 2 s to import.
         from inspect_ai.dataset import json_dataset
         from inspect_ai.model import ChatMessageAssistant, ChatMessageTool
 

@@ -96,7 +96,7 @@ class TestAlertingEndToEnd:
     """Daemon -> Prometheus (generated rules) -> Alertmanager (generated routing) -> webhook."""
 
     def test_drop_pages_and_nothing_before(self, tmp_path: Path) -> None:
-        """Good scores raise nothing; a drop pages the pager receiver with the SPEC's labels."""
+        """Good scores raise nothing; a drop pages the pager with agent, dimension, severity."""
         with running_receiver() as receiver:
             document = scaled_config(receiver)
             written = generate(parse_config(document, source="e2e.yml"), out=tmp_path / "out")

@@ -54,7 +54,11 @@ class TestSigtermUnderLoad:
     def test_exits_in_time_with_everything_accounted_for(self, tmp_path: Path) -> None:
         """32 posters, a full queue, SIGTERM: exit 0 in time, and received == the fates."""
         directory = tmp_path / "ds"
-        config = slow_config(queue_size=300)
+        # A longer grace than the other tests: the final counts are read during the drain,
+        # after every poster had its 503, and on a busy machine that can take a few seconds.
+        # The queue holds 12.5 s of scoring (8 workers, 100 ms each), more than the grace.
+        grace = 8.0
+        config = slow_config(queue_size=1000, drain_grace_period=f"{grace:g}s")
         config["dataset"] = {"enabled": True, "path": str(directory), "flush_interval": "200ms"}
         with running_daemon(tmp_path, config) as daemon:
             traffic = Traffic(
@@ -72,14 +76,15 @@ class TestSigtermUnderLoad:
                 signalled = time.monotonic()
                 daemon.process.send_signal(signal.SIGTERM)
                 # Each poster stops at its first 503: then every answer it got is known.
-                wait_for(lambda: not traffic.running, timeout=GRACE)
+                wait_for(lambda: not traffic.running, timeout=grace)
             # Still draining, so still listening; ingest is refused, the counts are final.
             draining = Scrape.of(daemon)
-            code = daemon.process.wait(GRACE + 10)
+            code = daemon.process.wait(grace + 30)
             took = time.monotonic() - signalled
             log = daemon.log()
         assert code == 0, log
-        assert took < GRACE + 3, took
+        # The grace period bounds the drain (the log below shows it cut short): no hang after.
+        assert took < grace + 10, took
         assert traffic.failures == [], traffic.failures[:3]
         assert set(traffic.statuses) == {202, 503}, traffic.statuses
         received = draining.total("conversations_total")
@@ -252,14 +257,19 @@ class TestScrapeDuringShutdown:
                 signalled = time.time()
                 daemon.process.send_signal(signal.SIGTERM)
                 assert daemon.process.wait(GRACE + 10) == 0
-                time.sleep(1)  # scrapes of a daemon that is gone
+                # Until Prometheus has scraped the daemon that is gone.
+                wait_for(lambda: bool(prometheus.query("up == 0")), timeout=30)
                 up = series(prometheus.query("up[30s]"))
                 scraped = dict(series(prometheus.query("scrape_samples_scraped[30s]")))
+                took = dict(series(prometheus.query("scrape_duration_seconds[30s]")))
                 target_state = prometheus.get_json("/api/v1/targets")["data"]["activeTargets"]
-        values = [value for _, value in up]
-        # Up until the daemon went away, down after: no failed scrape in between.
-        assert values == sorted(values, reverse=True), values
-        assert values[-1] == 0
+        # Up until the daemon went away, down after. A scrape may fail in between only by
+        # running out of time (the timeout is the 100 ms interval, which a busy machine can
+        # exceed), never refused or cut short; the count below shows the drain was scraped.
+        last_up = max(at for at, value in up if value == 1)
+        failed = {at: took[at] for at, value in up if value == 0 and at < last_up}
+        assert all(seconds >= 0.09 for seconds in failed.values()), failed
+        assert up[-1][1] == 0
         during = [at for at, value in up if value == 1 and at > signalled]
         assert len(during) >= 10, up  # scraped through the drain period
         # The series set only grows: a scrape cut at a line boundary would show fewer samples.

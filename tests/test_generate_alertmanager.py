@@ -11,7 +11,13 @@ import pytest
 from exporter.config import parse_config
 from exporter.generate import generate
 from exporter.generate.conventions import Alert
-from tests.support.promstack import Alertmanager, running_alertmanager, running_receiver
+from tests.support.promstack import (
+    Alertmanager,
+    WebhookReceiver,
+    running_alertmanager,
+    running_receiver,
+)
+from tests.test_daemon import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -23,11 +29,11 @@ def alert(name: str, severity: str, **labels: str) -> dict[str, Any]:
     }
 
 
-def inhibited(manager: Alertmanager, deadline: float = 10.0) -> dict[tuple[str, ...], bool]:
+def inhibited(manager: Alertmanager, deadline: float = 60.0) -> dict[tuple[str, ...], bool]:
     """Return {(alertname, severity, agent, dimension): inhibited?} once all four are known."""
     end = time.monotonic() + deadline
     while True:
-        held = {
+        held: dict[tuple[str, ...], bool] = {
             (
                 a["labels"]["alertname"],
                 a["labels"]["severity"],
@@ -39,6 +45,20 @@ def inhibited(manager: Alertmanager, deadline: float = 10.0) -> dict[tuple[str, 
         if len(held) >= 6 or time.monotonic() > end:
             return held
         time.sleep(0.2)
+
+
+#: What the receivers get for the alerts posted below: (alertname, agent).
+PAGES = {(Alert.DEGRADED, "a"), (Alert.EXPORTER_DOWN, None)}
+TICKETS = {(Alert.DEGRADED, "b"), (Alert.THRESHOLD, "a"), (Alert.DROPS, None)}
+
+
+def delivered(receiver: WebhookReceiver, path: str) -> set[tuple[str, str | None]]:
+    """Return (alertname, agent) of every alert the receiver got on ``path``."""
+    return {
+        (a["labels"]["alertname"], a["labels"].get("agent"))
+        for body in receiver.notifications(path)
+        for a in body["alerts"]
+    }
 
 
 class TestAlertmanager:
@@ -76,9 +96,10 @@ class TestAlertmanager:
                 )
                 held = inhibited(manager)
                 # Delivered: the page for the critical, tickets for what was not inhibited.
-                receiver.wait_for(lambda body: True, path="/pager", timeout=15)
-                receiver.wait_for(lambda body: True, path="/ticket", timeout=15)
-                time.sleep(2)  # let every group flush once
+                # Wait for all of them rather than a fixed time: groups flush on their own.
+                wait_for(lambda: delivered(receiver, "/pager") >= PAGES, timeout=60)
+                wait_for(lambda: delivered(receiver, "/ticket") >= TICKETS, timeout=60)
+                time.sleep(2)  # two more group_intervals: an inhibited alert would show by now
         assert held == {
             (Alert.DEGRADED, "critical", "a", "coherence"): False,
             (Alert.DEGRADED, "warning", "a", "coherence"): True,
@@ -87,15 +108,5 @@ class TestAlertmanager:
             (Alert.EXPORTER_DOWN, "critical", "", ""): False,
             (Alert.DROPS, "warning", "", ""): False,
         }
-        paged = {
-            (a["labels"]["alertname"], a["labels"].get("agent"))
-            for body in receiver.notifications("/pager")
-            for a in body["alerts"]
-        }
-        ticketed = {
-            (a["labels"]["alertname"], a["labels"].get("agent"))
-            for body in receiver.notifications("/ticket")
-            for a in body["alerts"]
-        }
-        assert paged == {(Alert.DEGRADED, "a"), (Alert.EXPORTER_DOWN, None)}
-        assert ticketed == {(Alert.DEGRADED, "b"), (Alert.THRESHOLD, "a"), (Alert.DROPS, None)}
+        assert delivered(receiver, "/pager") == PAGES
+        assert delivered(receiver, "/ticket") == TICKETS

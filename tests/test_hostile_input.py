@@ -18,8 +18,8 @@ from google.rpc.status_pb2 import Status
 
 from exporter.config import Config
 from exporter.ingest.decode import MAX_ERROR_CHARS
-from exporter.ingest.http import MAX_LISTED_REJECTIONS
 from exporter.web import create_app
+from exporter.web.ingest import MAX_LISTED_REJECTIONS
 from exporter.web.keys import PIPELINE
 from tests.conftest import conversation
 from tests.support.app import Client, sample
@@ -54,13 +54,13 @@ async def post(
 
 
 def error_of(status: int, body: bytes) -> dict[str, Any]:
-    """Assert a 4xx with the SPEC's error body and return it."""
+    """Assert a 4xx with the error body of docs/api.md and return it."""
     assert 400 <= status < 500, (status, body[:300])
-    document = json.loads(body)
+    document: dict[str, Any] = json.loads(body)
     assert set(document) == {"error", "detail"}
     assert isinstance(document["error"], str)
     assert document["error"]
-    return document  # type: ignore[no-any-return]
+    return document
 
 
 def dumps(document: object) -> bytes:
@@ -376,15 +376,18 @@ class TestCompression:
         """900 MiB from 1 MB: a 413 at once, the connection closed, no CPU burnt after."""
         bomb = gzip_bomb(900)
         assert len(bomb) < 1_000_000
-        started, cpu = time.monotonic(), time.process_time()
+        cpu = time.process_time()
         status, headers, answer = await post(client, path, bomb, **{"Content-Encoding": "gzip"})
         assert status == 413
         assert headers["Connection"] == "close"
-        error_of(status, answer)
+        if path == "/v1/traces":  # a google.rpc.Status in the request's encoding
+            assert json.loads(answer)["code"] == 8  # RESOURCE_EXHAUSTED
+        else:
+            error_of(status, answer)
         await assert_serving(client)
-        # Reading on (aiohttp's "lingering") would inflate the whole GiB: seconds of CPU.
+        # Reading on (aiohttp's "lingering") would inflate the whole GiB: seconds of CPU. CPU
+        # time of this process (client and app), not wall time: a busy machine slows both.
         assert time.process_time() - cpu < 0.5
-        assert time.monotonic() - started < 2
 
     async def test_compressed_body_over_the_limit_by_length(self, client: Client) -> None:
         """A compressed body whose Content-Length alone is over the limit is refused unread."""
@@ -413,21 +416,16 @@ class TestCompression:
         assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
     async def test_gzip_trailer(self, client: Client) -> None:
-        """A wrong CRC is a 400; a missing trailer is not noticed (aiohttp does not check it).
-
-        The data before a missing trailer is whole, so accepting it loses nothing.
-        """
+        """A wrong CRC is a 400, and so is a missing trailer: the stream was cut short."""
         whole = gzip.compress(dumps(conversation(id="crc")))
         corrupt = whole[:-8] + bytes([whole[-8] ^ 1]) + whole[-7:]
-        status, _, answer = await post(
-            client, "/v1/conversations", corrupt, **{"Content-Encoding": "gzip"}
-        )
-        assert status == 400
-        error_of(status, answer)
-        status, _, _ = await post(
-            client, "/v1/conversations", whole[:-8], **{"Content-Encoding": "gzip"}
-        )
-        assert status == 202
+        for body in (corrupt, whole[:-8]):
+            status, _, answer = await post(
+                client, "/v1/conversations", body, **{"Content-Encoding": "gzip"}
+            )
+            assert status == 400
+            assert "cannot read the request body: gzip" in error_of(status, answer)["detail"]
+        await assert_serving(client)
 
     @pytest.mark.parametrize(
         ("encoding", "body"),
@@ -506,7 +504,7 @@ class TestBatches:
         batch = [conversation(id="dup")] * 3
         assert (await client.post("/v1/conversations", json=batch)).status == 202
         assert (await client.post("/v1/conversations", json=conversation(id="dup"))).status == 202
-        await client.app[PIPELINE].drain(5)
+        await client.app[PIPELINE].drain(60)
         received = sample(client, "agent_quality_conversations_total", agent="support-bot")
         not_sampled = sample(client, "agent_quality_not_sampled_total", agent="support-bot")
         buffered = sample(client, "agent_quality_late_buffer_conversations")

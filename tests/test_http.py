@@ -21,7 +21,7 @@ NONE = {"sampling": {"base_rate": 0.0, "boost_rate": 0.0, "daily_budget": {"min_
 
 async def settle(client: Client) -> None:
     """Wait until the pipeline has scored everything queued."""
-    await client.app[PIPELINE].drain(5)
+    await client.app[PIPELINE].drain(60)
 
 
 class TestConversations:
@@ -113,7 +113,7 @@ class TestErrors:
     async def test_malformed_json_is_400(
         self, client_for: MakeClient, body: bytes, where: str
     ) -> None:
-        """Malformed JSON gets 400 with the SPEC's error body."""
+        """Malformed JSON gets 400 with the error body of docs/api.md."""
         client = await client_for()
         response = await client.post(
             "/v1/conversations", data=body, headers={"Content-Type": "application/json"}

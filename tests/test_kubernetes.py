@@ -24,7 +24,7 @@ import pydantic
 import pytest
 import yaml
 
-from exporter._version import __version__
+from exporter import __version__
 from exporter.config import Config, parse_config
 from exporter.generate import generate
 from exporter.generate.conventions import DASHBOARD_LABELS, dashboard_configmap_name

@@ -28,7 +28,7 @@ def test_shipped_schema_matches_the_structs() -> None:
 
 
 def test_spec_example_decodes() -> None:
-    """The SPEC's example conversation is valid."""
+    """The example conversation of docs/api.md is valid."""
     decoded = decode_conversation(json.dumps(conversation()).encode())
     assert decoded.id == "c-7f3a"
     assert decoded.final_answer() == "It ships tomorrow."

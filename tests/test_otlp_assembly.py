@@ -100,7 +100,8 @@ class TestAssembly:
             assert got == comparable(script.conversation(agent="support-bot"))
         failed = done["conv-1"]
         assert failed.signals == {"tool_error": True}
-        assert [m.error for m in failed.tool_messages()] == [False, "refund service unavailable"]
+        tool_results = [m for m in failed.messages if m.role == "tool"]
+        assert [m.error for m in tool_results] == [False, "refund service unavailable"]
         assert failed.metadata["source"] == "otlp"
         assert failed.metadata["service.name"] == "support-service"
 
@@ -184,7 +185,7 @@ class TestAssembly:
         )
         chat = {"gen_ai.operation.name": "chat", "gen_ai.output.messages": answer}
 
-        def usage(*spans: Span) -> int | None:
+        def usage(*spans: Span) -> float | None:
             assembled = assemble(
                 key="k", conversation_id=None, records=list(records(list(spans))), service=None
             )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Literal
 
 import pytest
 from google.protobuf import json_format
@@ -13,14 +14,15 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from exporter.exceptions import InvalidPayload
 from exporter.ingest.otlp import JSON, PROTOBUF, decode_request, extract, media_type
-from exporter.ingest.otlp._flat import openinference_messages, unflatten
-from exporter.ingest.otlp._messages import from_any, from_genai, from_openai, system
-from exporter.ingest.otlp._values import from_json, to_python
-from exporter.ingest.otlp._wire import encode_response, encode_status
+from exporter.ingest.otlp.flat import openinference_messages, unflatten
+from exporter.ingest.otlp.messages import from_any, from_genai, from_openai, system
+from exporter.ingest.otlp.values import from_json, to_python
+from exporter.ingest.otlp.wire import encode_response, encode_status
 from exporter.model import Message, ToolCall
 from tests.support.fake_agent import any_value, export_request, make_span
 
-_TEXT = st.text(st.characters(exclude_categories=("Cs",)))  # protobuf strings are valid UTF-8
+_SURROGATES: tuple[Literal["Cs"]] = ("Cs",)
+_TEXT = st.text(st.characters(exclude_categories=_SURROGATES))  # protobuf strings are valid UTF-8
 
 
 class TestValues:

@@ -47,6 +47,18 @@ class InlineFixed(Fixed):
     inline = True
 
 
+class Meeting:
+    """Waits at ``barrier`` until every scorer sharing it has started, then scores."""
+
+    def __init__(self, name: str, barrier: asyncio.Barrier) -> None:
+        self.name = name
+        self.barrier = barrier
+
+    async def score(self, conversation: Conversation) -> ScoreResult:
+        await self.barrier.wait()
+        return ScoreResult(scores={})
+
+
 class Collecting:
     """An EvaluationSink keeping what it is handed."""
 
@@ -77,17 +89,21 @@ class TestScoring:
     async def test_awaiting_scorers_run_concurrently(
         self, make_config: Callable[..., Config]
     ) -> None:
-        """Three scorers that each wait 0.2 s finish in well under 0.6 s."""
+        """Three scorers of one conversation wait for each other: only together can they finish.
+
+        Run one after the other, the first would wait for the others until its timeout.
+        """
         config = make_config()
-        scorers = [Fixed(f"s{i}", {}, delay=0.2) for i in range(3)]
-        pipeline, _ = pipeline_for(config, scorers)
+        barrier = asyncio.Barrier(3)
+        scorers = [Meeting(f"s{i}", barrier) for i in range(3)]
+        pipeline, registry = pipeline_for(config, scorers)
         await pipeline.start()
-        loop = asyncio.get_running_loop()
-        started = loop.time()
         assert pipeline.submit(make(), agent="support-bot", reason="base")
-        assert await pipeline.drain(5)
-        assert loop.time() - started < 0.5
+        assert await pipeline.drain(60)
         await pipeline.stop()
+        for scorer in scorers:
+            labels = {"agent": "support-bot", "scorer": scorer.name, "outcome": "ok"}
+            assert value(registry, "agent_quality_evaluations_total", **labels) == 1
 
     async def test_timeout_and_error_are_counted_and_workers_survive(
         self, make_config: Callable[..., Config]
@@ -100,7 +116,7 @@ class TestScoring:
         await pipeline.start()
         for i in range(3):
             pipeline.submit(make(conversation(id=f"c{i}")), agent="support-bot", reason="base")
-        assert await pipeline.drain(5)
+        assert await pipeline.drain(60)
         evaluations = "agent_quality_evaluations_total"
         agent = {"agent": "support-bot"}
         assert value(registry, evaluations, **agent, scorer="slow", outcome="timeout") == 3
@@ -126,7 +142,7 @@ class TestScoring:
         await pipeline.start()
         for i in range(2):
             pipeline.submit(make(conversation(id=f"i{i}")), agent="other", reason="base")
-        assert await pipeline.drain(5)
+        assert await pipeline.drain(60)
         labels = {"agent": "other", "scorer": "inl", "outcome": "error"}
         assert value(registry, "agent_quality_evaluations_total", **labels) == 2
         assert pipeline.running
@@ -141,7 +157,7 @@ class TestScoring:
         pipeline, registry = pipeline_for(make_config(), [first, second])
         await pipeline.start()
         pipeline.submit(make(), agent="support-bot", reason="base")
-        assert await pipeline.drain(5)
+        assert await pipeline.drain(60)
         ignored = "agent_quality_ignored_scores_total"
         assert value(registry, ignored, reason="undeclared_dimension") == 1
         assert value(registry, ignored, reason="off_scale") == 1
@@ -159,7 +175,7 @@ class TestScoring:
         pipeline, _ = pipeline_for(make_config(), [Fixed("f", {"coherence": 2.0})], [sink])
         await pipeline.start()
         pipeline.submit(make(), agent="support-bot", reason="boost")
-        assert await pipeline.drain(5)
+        assert await pipeline.drain(60)
         await pipeline.stop()
         (evaluation,) = sink.evaluations
         assert evaluation.scores == {"coherence": 2.0}

@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 from exporter.config import config_schema, parse_config
 from exporter.model import decode_conversation
+from exporter.pii import PII_KINDS
 from exporter.redaction import Redactor, placeholder
-from exporter.scoring.pii import PII_KINDS
 
 REDACTOR = Redactor()
 

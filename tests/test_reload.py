@@ -64,7 +64,7 @@ class TestInProcess:
         document = conversation(id="after", agent="billing-bot", scores={"politeness": 4})
         answer = await (await client.post("/v1/conversations", json=document)).json()
         assert answer["sampled"] == 1
-        await client.app[PIPELINE].drain(5)
+        await client.app[PIPELINE].drain(60)
         assert sample(client, "agent_quality_conversations_total", agent="support-bot") == 1
         assert sample(client, "agent_quality_conversations_total", agent="billing-bot") == 1
         labels = {"agent": "billing-bot", "dimension": "politeness"}
@@ -107,10 +107,10 @@ class TestHttpReload:
         """Start the app on a config file listing one agent; return it with the file."""
 
         async def started(
-            config: dict[str, Any] | None = None, **flags: bool
+            config: dict[str, Any] | None = None, *, lifecycle_api: bool = False
         ) -> tuple[Client, Path]:
             path = write(tmp_path / "config.yml", config or {"agents": ["support-bot"]})
-            app = create_app(load_config(path), config_file=str(path), **flags)
+            app = create_app(load_config(path), config_file=str(path), lifecycle_api=lifecycle_api)
             return await aiohttp_client(app), path
 
         return started

@@ -285,7 +285,7 @@ class TestPromotable:
         sampler = Sampler(make_config())
         template = make_conversation()
         base, boost = rate_threshold(0.05), rate_threshold(0.25)
-        seen = Counter()
+        seen: Counter[tuple[str, str | None, bool]] = Counter()
         for cid in (f"p{i}" for i in range(20_000)):
             h = stable_hash(cid)
             verdict = sampler.decide(msgspec.structs.replace(template, id=cid))
@@ -330,7 +330,7 @@ class TestVerdict:
         assert Verdict(reason).sampled is sampled
 
     def test_reasons_match_the_metric_labels(self) -> None:
-        """The sampled reasons are the SPEC's labels of agent_quality_sampled_total."""
+        """The sampled reasons are the ``reason`` values docs/metrics.md lists for sampled_total."""
         assert {"base", "boost", "min_fill"} == SAMPLED_REASONS
 
 

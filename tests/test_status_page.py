@@ -16,18 +16,22 @@ import msgspec
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client import CollectorRegistry
 
 from exporter.config import Config, load_config
-from exporter.metrics import Metrics
+from exporter.metrics import MAX_FLAG_VALUES, Metrics
 from exporter.model import Conversation
 from exporter.types import Evaluation
 from exporter.web import PIPELINE, create_app
 from exporter.web.status import StatusBoard
 from exporter.web.status_page import level, sparkline
 from tests.conftest import conversation
+from tests.support.fake_openai import FakeOpenAI
 
 Client = TestClient[Any, Any]
 MakeConfig = Callable[..., Config]
+#: What the fake judge server answers for a model it does not have, as OpenAI words it.
+OUTAGE = "The model `no-such-model` does not exist or you do not have access to it."
 
 CHROMIUM_FLAGS = (
     "--headless",
@@ -59,8 +63,6 @@ def _evaluation(
 
 
 def _board(config: Config, clock: Clock, **sizes: int) -> StatusBoard:
-    from prometheus_client import CollectorRegistry
-
     metrics = Metrics(config, CollectorRegistry())
     return StatusBoard(config, metrics=metrics, clock=clock, bucket_seconds=10, **sizes)
 
@@ -87,9 +89,9 @@ class TestBoard:
         assert row.points == [pytest.approx(2 / 3), None, None, None, 0.5, 0.0]
 
     async def test_memory_is_bounded(self) -> None:
-        """Old buckets fall out of the ring; flags keep only the newest."""
+        """Old buckets fall out of the ring; each flag keeps its counts and newest examples."""
         clock, config = Clock(), load_config(None)
-        board = _board(config, clock, buckets=4, recent_buckets=1, max_flags=3)
+        board = _board(config, clock, buckets=4, recent_buckets=1, flag_examples=2)
         for step in range(100):
             clock.now += 10
             await board.handle(_evaluation(flags=(f"flag_{step % 5}",), final_answer=step % 2))
@@ -100,7 +102,26 @@ class TestBoard:
         ]
         assert row.points == [0.0, 1.0, 0.0, 1.0]
         assert (row.recent_count, row.baseline_count) == (1, 99)
-        assert [f.flag for f in board.flags] == ["flag_2", "flag_3", "flag_4"]
+        groups = board.flags()
+        # flag_4 was raised in the last bucket; the others by when they were last raised.
+        assert [g.flag for g in groups] == ["flag_4", "flag_3", "flag_2", "flag_1", "flag_0"]
+        assert [(g.recent_count, g.total_count) for g in groups[:2]] == [(1, 20), (0, 20)]
+        assert all(len(g.examples) == 2 for g in groups)
+        assert groups[0].examples[0].at == clock.now  # newest first
+        assert groups[0].examples[1].at == clock.now - 50
+
+    async def test_flags_are_grouped_within_the_counters_bound(self) -> None:
+        """A thousand distinct flags are at most 64 groups and `other`, like the counter."""
+        clock, config = Clock(), load_config(None)
+        board = _board(config, clock)
+        for number in range(1000):
+            await board.handle(_evaluation(flags=(f"flag_{number}", "refusal")))
+        groups = board.flags()
+        assert len(groups) == MAX_FLAG_VALUES + 1
+        counts = {g.flag: g.total_count for g in groups}
+        assert counts["refusal"] == 1000
+        assert counts["other"] == 1000 - (MAX_FLAG_VALUES - 1)
+        assert groups[0].flag in {"refusal", "other"}  # the most raised lately come first
 
     async def test_flags_and_agents_stay_bounded(self) -> None:
         """A malformed flag shows as `other`; `other` appears only once it has scores."""
@@ -109,8 +130,9 @@ class TestBoard:
         assert {s.agent for s in board.series()} == {"support-bot"}
         await board.handle(_evaluation("other", flags=("Not A Flag <b>",), coherence=4.0))
         assert {s.agent for s in board.series()} == {"support-bot", "other"}
-        assert board.flags[0].flag == "other"
-        assert board.flags[0].conversation == "c-7f3a"
+        (group,) = board.flags()
+        assert group.flag == "other"
+        assert group.examples[0].conversation == "c-7f3a"
 
 
 class TestRendering:
@@ -157,7 +179,7 @@ class TestPage:
         leaky["messages"][-1]["content"] = "Write to jane.doe@example.com for a refund."
         batch = [conversation(id=f"c-{n}") for n in range(5)] + [leaky]
         assert (await client.post("/v1/conversations", json=batch)).status == 202
-        assert await app[PIPELINE].drain(5)
+        assert await app[PIPELINE].drain(60)
         text = await (await client.get("/")).text()
         assert '<tr data-agent="support-bot" data-dimension="tool_success">' in text
         assert "pii_email" in text
@@ -254,6 +276,65 @@ class TestInChromium:
         assert struct.unpack(">II", png[16:24]) == (1280, 1700)
         assert len(png) > 50_000  # a page full of tables and lines, not a blank one
 
+    async def test_judge_section_during_a_judge_outage(
+        self,
+        aiohttp_server: Callable[..., Awaitable[TestServer]],
+        make_config: MakeConfig,
+        fake: FakeOpenAI,
+        tmp_path: Path,
+    ) -> None:
+        """The confirmation judge answers 400 to every call: its row is red, open, and quotes it.
+
+        The first-tier judge works (and scores every conversation badly, so the second is
+        asked each time); the second names a model the server does not have.
+        """
+        fake.behave("judge-a", {"score": 1})
+        fake.behave("no-such-model", {"status": 400, "error": OUTAGE})
+        judge = {"base_url": fake.base_url, "backoff": "10ms"}
+        config = make_config(
+            sampling={"base_rate": 1.0},
+            judges={
+                "first": {**judge, "model": "judge-a"},
+                "careful": {
+                    **judge,
+                    "model": "no-such-model",
+                    "daily_budget_usd": 5,
+                    "price": {"input_per_million": 1, "output_per_million": 4},
+                },
+            },
+            scorers=[
+                {"type": "tool_success"},
+                {"type": "llm_judge", "name": "judge", "judge": "first", "dimension": "coherence"},
+            ],
+            confirmation={"judge": "careful"},
+        )
+        app = create_app(config)
+        server = await aiohttp_server(app, host="127.0.0.1")
+        async with aiohttp.ClientSession() as session:
+            url = str(server.make_url("/v1/conversations"))
+            batch = [conversation(id=f"outage-{n}") for n in range(12)]
+            async with session.post(url, json=batch) as response:
+                assert response.status == 202
+        assert await app[PIPELINE].drain(60)
+        url = str(server.make_url("/"))
+        dom = _Dom()
+        dom.feed(await _chromium("--dump-dom", url, profile=tmp_path / "profile-dom"))
+        (careful,) = dom.find("tr", **{"data-judge": "careful"})
+        assert (careful["data-breaker"], careful.get("class")) == ("open", "trouble")
+        (first,) = dom.find("tr", **{"data-judge": "first"})
+        assert (first["data-breaker"], first.get("class")) == ("closed", None)
+        assert dom.find("td", **{"class": "breaker open"})
+        assert "100% of the last 12" in dom.cells
+        assert "0% of the last 12" in dom.cells
+        assert any(f"judge careful: HTTP 400: {OUTAGE}" in cell for cell in dom.cells)
+        assert "$0.00 of $5.00 today (0%)" in dom.cells
+        assert "confirmation (tier 2)" in dom.cells
+        shot = tmp_path / "judges.png"
+        await _chromium(
+            f"--screenshot={shot}", "--window-size=1280,1100", url, profile=tmp_path / "shot"
+        )
+        assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
 
 async def _feed(
     session: aiohttp.ClientSession, url: str, clock: Clock, app: web.Application
@@ -276,4 +357,4 @@ async def _feed(
             batch.append(document)
         async with session.post(url, json=batch) as response:
             assert response.status == 202
-        assert await app[PIPELINE].drain(5)
+        assert await app[PIPELINE].drain(60)

@@ -19,6 +19,7 @@ from exporter.config.model import (
     ServerConfig,
     Thresholds,
 )
+from exporter.config.secrets import Secret, needed_secrets, resolve_secrets
 
 __all__ = [
     "DEFAULT_SOURCE",
@@ -29,12 +30,15 @@ __all__ = [
     "PipelineConfig",
     "SamplingConfig",
     "ScorerSpec",
+    "Secret",
     "ServerConfig",
     "Thresholds",
     "config_schema",
     "default_document",
     "format_duration",
     "load_config",
+    "needed_secrets",
     "parse_config",
     "parse_duration",
+    "resolve_secrets",
 ]

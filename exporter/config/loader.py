@@ -6,19 +6,21 @@ section by section (mappings merge, lists replace), so a two-line config is a wh
 
 from __future__ import annotations
 
+import difflib
 import functools
 import hashlib
 import json
 import os
+import re
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import jsonschema
 import yaml
 
-from exporter.config._build import build_config, merge
+from exporter.config.build import build_config, merge
 from exporter.config.model import (
     Config,
 )
@@ -81,25 +83,85 @@ def parse_config(document: Any, *, source: str = "<config>") -> Config:
 
 
 def _validate(document: Any, source: str) -> None:
-    error = jsonschema.exceptions.best_match(_validator().iter_errors(document))
-    if error is not None:
-        raise ConfigError(_describe(error), source=source, path=error.json_path)
+    """Raise one ``ConfigError`` naming every schema violation in ``document``, in key order."""
+    found = [
+        problem for error in _validator().iter_errors(document) for problem in _describe(error)
+    ]
+    found.sort(key=lambda problem: _sort_key(problem[0]))
+    if found:
+        raise ConfigError.of(
+            [
+                ConfigError(message, source=source, path=_json_path(where))
+                for where, message in found
+            ]
+        )
 
 
-def _describe(error: jsonschema.ValidationError) -> str:
-    """Say what was expected at the error's path, in words a config author reads."""
-    expected: Any = error.validator_value
+_Where = tuple[str | int, ...]
+
+
+def _sort_key(where: _Where) -> list[tuple[int, str]]:
+    # Keys and list indexes interleave; compare indexes as numbers so [10] follows [9].
+    return [(0, f"{key:020d}") if isinstance(key, int) else (1, key) for key in where]
+
+
+def _json_path(where: _Where) -> str:
+    """Return ``$.scorers[2].type`` for ``where``, as jsonschema writes its own paths."""
+    return jsonschema.ValidationError("", path=where).json_path
+
+
+def _describe(error: jsonschema.ValidationError) -> list[tuple[_Where, str]]:
+    """Say what was expected where, in words a config author reads."""
+    # best_match descends into anyOf/oneOf to the branch that explains the error best.
+    error = jsonschema.exceptions.best_match([error]) or error
+    where, expected = tuple(error.absolute_path), cast(Any, error.validator_value)
     match error.validator:
         case "additionalProperties":
-            return f"unknown key: {error.message}"
+            return _unknown_keys(error, where)
         case "pattern":
             schema = error.schema if isinstance(error.schema, Mapping) else {}
             form = schema.get("description") or f"the pattern {expected}"
-            return f"{error.instance!r} is not {form}"
+            message = f"{error.instance!r} is not {form}"
         case "enum":
-            return f"expected one of {', '.join(map(json.dumps, expected))}; got {error.instance!r}"
+            message = (
+                f"expected one of {', '.join(map(json.dumps, expected))}; got {error.instance!r}"
+            )
         case "type":
             kinds = expected if isinstance(expected, str) else " or ".join(expected)
-            return f"expected {kinds}, got {type(error.instance).__name__} {error.instance!r}"
+            message = f"expected {kinds}, got {type(error.instance).__name__} {error.instance!r}"
+        case "anyOf" | "oneOf" if error.context:
+            message = _alternatives(error)
         case _:
-            return f"{error.message}"
+            message = error.message
+    return [(where, message)]
+
+
+def _unknown_keys(error: jsonschema.ValidationError, where: _Where) -> list[tuple[_Where, str]]:
+    """Name each unknown key at its own path, with the closest known key when one is close."""
+    schema = error.schema if isinstance(error.schema, Mapping) else {}
+    known = [key for key, allowed in schema.get("properties", {}).items() if allowed is not False]
+    patterns = schema.get("patternProperties", {})
+    instance = error.instance if isinstance(error.instance, Mapping) else {}
+    result: list[tuple[_Where, str]] = []
+    for key in map(str, instance):
+        if key in known or any(re.search(pattern, key) for pattern in patterns):
+            continue
+        close = difflib.get_close_matches(key, known, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        result.append(
+            ((*where, key), f"unknown key {key!r}{hint} (known keys: {', '.join(known)})")
+        )
+    return result
+
+
+def _alternatives(error: jsonschema.ValidationError) -> str:
+    """Say which forms an ``anyOf``/``oneOf`` accepts: ``a duration such as 30s, or null``."""
+    forms: dict[Any, str] = {}
+    for branch in error.context or ():
+        schema = branch.schema if isinstance(branch.schema, Mapping) else {}
+        kind = schema.get("type", "something else")
+        form = schema.get("description") or (kind if isinstance(kind, str) else " or ".join(kind))
+        if "const" in schema:
+            form = json.dumps(schema["const"])
+        forms.setdefault(branch.relative_schema_path[0], form)
+    return f"expected {', or '.join(forms.values())}; got {error.instance!r}"

@@ -91,10 +91,22 @@ class ScorerSpec:
 
 @dataclass(frozen=True, slots=True)
 class AuthConfig:
-    """Bearer-token protection of the ingest endpoints (and optionally ``/metrics``)."""
+    """Bearer-token protection of the ingest endpoints (and optionally ``/metrics``).
+
+    The config names where the token is (``bearer_token_env`` or ``bearer_token_file``);
+    ``bearer_token`` is read from there when the daemon starts (exporter/config/secrets.py),
+    so commands that never serve (``generate``, ``check-config``) need no secret.
+    """
 
     bearer_token: str | None = field(default=None, repr=False)
     protect_metrics: bool = False
+    bearer_token_env: str | None = None
+    bearer_token_file: str | None = None
+
+    @property
+    def enabled(self) -> bool:
+        """Return whether the config asks for a bearer token."""
+        return bool(self.bearer_token_env or self.bearer_token_file)
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,7 +195,9 @@ class JudgeConfig:
     name: str
     base_url: str
     model: str
+    #: Read from ``api_key_env`` when the daemon starts (exporter/config/secrets.py).
     api_key: str | None = field(default=None, repr=False)
+    api_key_env: str | None = None
     api_key_header: str = "Authorization"
     headers: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), repr=False)
     query: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))

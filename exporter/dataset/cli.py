@@ -80,7 +80,8 @@ def run(
         try:
             config = config if config is not None else load_config(args.config_file)
         except ConfigError as error:
-            print(f"config error: {error}", file=stderr)
+            for problem in error.problems:
+                print(f"config error: {problem.line}", file=stderr)
             return EXIT_USAGE
         directory = Path(config.dataset.path)
     if not directory.is_dir():

@@ -4,7 +4,7 @@ Each case splits the conversation at its last user message: what came before (th
 included) is the **input** to replay against a new agent version; what the agent did after it
 (tool calls, tool results, its answer) is the **observed** bad behaviour, kept with the scores.
 
-``jsonl`` (documented here and in the README), one object per line::
+``jsonl`` (documented here and in docs/dataset.md), one object per line::
 
     {"id", "agent", "time", "input": [messages], "observed_output": "final answer text",
      "observed_messages": [messages], "scores", "bad_dimensions", "flags", "explanations",

@@ -1,6 +1,6 @@
 """Alerts about the exporter itself: down or absent, blind, dropping, failing, saturated.
 
-They carry ``severity`` and no ``dimension`` (SPEC). Being blind (down, absent, evaluating
+They carry ``severity`` and no ``dimension``. Being blind (down, absent, evaluating
 nothing) pages: every quality alert is silent then, and silence must not look like health.
 """
 
@@ -19,6 +19,11 @@ __all__ = ["exporter_alerts"]
 
 #: Sampled conversations expected before "nothing sampled" means broken, not unlucky.
 _EXPECTED_SAMPLES = 20
+#: A scorer or judge failing (nearly) every call is an outage of the quality signal: the error
+#: alerts fire within 5 minutes of it (issue 16). "Every call": this share of the runs over
+#: the last _OUTAGE_WINDOW, and at least _OUTAGE_FAILURES of them, held for _OUTAGE_FOR.
+_OUTAGE_RATIO, _OUTAGE_FAILURES = 0.9, 3
+_OUTAGE_WINDOW, _OUTAGE_FOR = 120.0, 60.0
 
 
 def _rule(
@@ -125,18 +130,20 @@ def exporter_alerts(config: Config, alerting: AlertingConfig) -> tuple[AlertingR
         _rule(
             alerting,
             Alert.SCORER_ERRORS,
-            (
-                f"sum by (scorer) (increase({PREFIX}_evaluations_total"
-                f'{{outcome=~"error|timeout"}}[{rate}]))\n'
-                f"/\n(sum by (scorer) (increase({PREFIX}_evaluations_total[{rate}])) > 0)\n"
-                f"> {settings.error_ratio:.6g}"
+            _failing(
+                f"{PREFIX}_evaluations_total",
+                by="scorer",
+                failed='outcome=~"error|timeout"',
+                ratio=settings.error_ratio,
+                sustained=settings.for_,
             ),
-            for_=settings.for_,
+            for_=min(_OUTAGE_FOR, settings.for_),
             severity="warning",
             summary="Scorer {{ $labels.scorer }} fails",
             description=(
                 "{{ $value | humanizePercentage }} of scorer {{ $labels.scorer }}'s runs "
-                f"ended in an error or a timeout over the last {rate}."
+                f"ended in an error or a timeout: over {rate} for {_span(settings.for_)}, "
+                f"or nearly every run for {window_name(_OUTAGE_WINDOW + _OUTAGE_FOR)}."
             ),
         ),
         _rule(
@@ -165,23 +172,68 @@ def exporter_alerts(config: Config, alerting: AlertingConfig) -> tuple[AlertingR
         ),
     ]
     if config.judges:
+        failing = _failing(
+            f"{PREFIX}_judge_calls_total",
+            by="judge",
+            failed='outcome=~"invalid_output|failed|breaker_open"',
+            ratio=settings.error_ratio,
+            sustained=settings.for_,
+        )
+        # A breaker opens after a run of failed requests, however rarely the judge is asked
+        # (the confirmation judge may be asked a few times an hour): 1 is "every call fails".
+        breaker = f"max by (judge) ({PREFIX}_judge_breaker_open) > 0"
         rules.append(
             _rule(
                 alerting,
                 Alert.JUDGE_ERRORS,
-                (
-                    f"sum by (judge) (increase({PREFIX}_judge_calls_total"
-                    f'{{outcome=~"invalid_output|failed|breaker_open"}}[{rate}]))\n'
-                    f"/\n(sum by (judge) (increase({PREFIX}_judge_calls_total[{rate}])) > 0)\n"
-                    f"> {settings.error_ratio:.6g}"
-                ),
-                for_=settings.for_,
+                f"{failing}\nor\n{breaker}",
+                for_=min(_OUTAGE_FOR, settings.for_),
                 severity="warning",
                 summary="LLM judge {{ $labels.judge }} fails",
                 description=(
                     "{{ $value | humanizePercentage }} of the verdicts asked of judge "
-                    f"{{{{ $labels.judge }}}} failed over the last {rate}."
+                    f"{{{{ $labels.judge }}}} failed: over {rate} for "
+                    f"{_span(settings.for_)}, or nearly every one for "
+                    f"{window_name(_OUTAGE_WINDOW + _OUTAGE_FOR)}, or its circuit breaker "
+                    "is open (100%)."
                 ),
             )
         )
     return tuple(rules)
+
+
+def _failing(counter: str, *, by: str, failed: str, ratio: float, sustained: float) -> str:
+    """Return the share of failed runs of ``counter`` per ``by`` when it means trouble.
+
+    Either over ratio in every EXPORTER_WINDOW of the last ``sustained`` (the rule's ``for``
+    adds the rest of it), or at least _OUTAGE_RATIO of at least _OUTAGE_FAILURES runs over
+    the last _OUTAGE_WINDOW: the first is noise-proof, the second fast.
+    """
+
+    def share(window: float) -> str:
+        name = window_name(window)
+        return (
+            f"sum by ({by}) (increase({counter}{{{failed}}}[{name}]))\n"
+            f"/\n(sum by ({by}) (increase({counter}[{name}])) > 0)"
+        )
+
+    held = sustained - _OUTAGE_FOR
+    if held >= 60:
+        often = f"min_over_time((\n{_indent(share(EXPORTER_WINDOW))}\n)[{window_name(held)}:1m])"
+    else:  # `for` is a minute or less: the rule's own `for` holds it
+        often = f"(\n{_indent(share(EXPORTER_WINDOW))}\n)"
+    outage = window_name(_OUTAGE_WINDOW)
+    return (
+        f"{often} > {ratio:.6g}\nor\n(\n{_indent(share(_OUTAGE_WINDOW))}\n"
+        f"  >= {_OUTAGE_RATIO:.6g}\n"
+        f"  and on ({by}) sum by ({by}) (increase({counter}{{{failed}}}[{outage}]))"
+        f" >= {_OUTAGE_FAILURES}\n)"
+    )
+
+
+def _span(seconds: float) -> str:
+    return window_name(seconds) if seconds else "0s"  # alerting.exporter.for may be 0
+
+
+def _indent(text: str) -> str:
+    return "\n".join(f"  {line}" for line in text.splitlines())

@@ -11,6 +11,7 @@ from exporter.metrics._collectors import (
 from exporter.metrics._metrics import (
     DATASET_DROP_REASONS,
     DATASET_ERROR_REASONS,
+    HTTP_ERROR_REASONS,
     JUDGE_VERDICTS,
     MAX_FLAG_VALUES,
     OTLP_DROP_REASONS,
@@ -22,6 +23,7 @@ from exporter.metrics._metrics import (
 __all__ = [
     "DATASET_DROP_REASONS",
     "DATASET_ERROR_REASONS",
+    "HTTP_ERROR_REASONS",
     "JUDGE_VERDICTS",
     "MAX_FLAG_VALUES",
     "OTLP_DROP_REASONS",

@@ -8,7 +8,7 @@ new series in every Prometheus that scrapes us.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from prometheus_client import (
     CollectorRegistry,
@@ -17,6 +17,7 @@ from prometheus_client import (
     Histogram,
     disable_created_metrics,
 )
+from prometheus_client.samples import Sample
 
 from exporter._version import __version__
 from exporter.config.model import OTHER_AGENT, Config
@@ -32,6 +33,7 @@ from exporter.metrics._collectors import (
 __all__ = [
     "DATASET_DROP_REASONS",
     "DATASET_ERROR_REASONS",
+    "HTTP_ERROR_REASONS",
     "JUDGE_VERDICTS",
     "MAX_FLAG_VALUES",
     "OTLP_DROP_REASONS",
@@ -73,6 +75,11 @@ OTLP_DROP_REASONS = ("otlp_buffer_full", "otlp_no_messages", "otlp_invalid")
 DATASET_ERROR_REASONS = ("no_space", "permission", "locked", "io")
 #: Why a selected record was lost: too many waiting (disk down), unencodable, left at shutdown.
 DATASET_DROP_REASONS = ("backlog_full", "encode", "shutdown")
+
+#: Why a request was refused before any route saw it: aiohttp's parser could not read it
+#: (`too_long`: a request line or header over its limit; `bad_method`: mostly TLS or another
+#: protocol on the HTTP port), or the server failed on it (`internal`).
+HTTP_ERROR_REASONS = ("malformed", "too_long", "bad_method", "internal")
 
 _SCORER_DURATION_BUCKETS = (0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
@@ -116,6 +123,11 @@ class Metrics:
             "rejected", "Ingested items rejected, by endpoint and reason.", ("endpoint", "reason")
         )
         self.feedback = loop_counter("feedback", "Late feedback signals by outcome.", ("outcome",))
+        self.http_errors = counter(
+            "http_errors",
+            "Requests refused before any route saw them (malformed HTTP), by reason.",
+            ("reason",),
+        )
         self.otlp_spans = counter("otlp_spans", "OTLP spans received, by outcome.", ("outcome",))
         self.otlp_conversations = counter(
             "otlp_conversations",
@@ -211,6 +223,7 @@ class Metrics:
         self.config_reload_successful.set(1)
         self.config_reload_time.set_to_current_time()
         self._known_flags: set[str] = set()
+        self._dataset_enabled = config.dataset.enabled  # a restart-only setting
         self._initialise(config)
 
     def extend(self, config: Config) -> None:
@@ -232,6 +245,8 @@ class Metrics:
                     self.evaluations.labels(agent, scorer.name, outcome)
         for reason in ("queue_full", "daily_budget", "shutdown", *OTLP_DROP_REASONS):
             self.dropped.labels(reason)
+        for reason in HTTP_ERROR_REASONS:
+            self.http_errors.labels(reason)
         for outcome in OTLP_SPAN_OUTCOMES:
             self.otlp_spans.labels(outcome)
         for trigger in OTLP_TRIGGERS:
@@ -271,16 +286,28 @@ class Metrics:
                     for verdict in JUDGE_VERDICTS:
                         self.judge_verdicts.labels(agent, dimension, confirming, verdict)
 
-    def totals(self) -> dict[str, float]:
-        """Return the accounting totals over all agents: received, routed, dropped by reason."""
+    def totals(self) -> dict[str, int]:
+        """Return the accounting totals over all agents, as whole numbers.
+
+        ``received = not_sampled + scored + dropped_*`` once the late-signal buffer is flushed
+        (``dropped_judge_budget`` aside: those conversations were scored too). Drop reasons
+        that never happened are left out; the dataset's totals follow when it is enabled.
+        """
         totals = {
             "received": total(self.conversations),
             "not_sampled": total(self.not_sampled),
             "scored": total(self.scored),
         }
         for (reason,), child in self.dropped.children():
-            totals[f"dropped_{reason}"] = child.value
-        return totals
+            if child.value:
+                totals[f"dropped_{reason}"] = child.value
+        if self._dataset_enabled:
+            totals["dataset_records"] = _counter_total(self.dataset_records)
+            totals["dataset_duplicates"] = _counter_total(self.dataset_duplicates)
+            for sample in _counted(self.dataset_dropped):
+                if sample.value:
+                    totals[f"dataset_dropped_{sample.labels['reason']}"] = sample.value
+        return {name: round(value) for name, value in totals.items()}
 
     def flag_label(self, flag: str) -> str:
         """Return the label value for a flag: itself if well-formed and within the cap."""
@@ -294,3 +321,14 @@ class Metrics:
     def add_gauge(self, name: str, documentation: str, read: Callable[[], float]) -> None:
         """Export ``read()`` as gauge ``agent_quality_<name>`` at every scrape."""
         self.gauges.add(f"{PREFIX}_{name}", documentation, read)
+
+
+def _counted(counter: Counter) -> Iterator[Sample]:
+    """Yield ``counter``'s ``_total`` sample of every label set."""
+    for family in counter.collect():
+        yield from (sample for sample in family.samples if sample.name.endswith("_total"))
+
+
+def _counter_total(counter: Counter) -> float:
+    """Return the sum of ``counter`` over every label set."""
+    return sum(sample.value for sample in _counted(counter))

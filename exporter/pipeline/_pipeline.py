@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from exporter.config.model import Config
-from exporter.logs import Throttle
+from exporter.logs import FailureLog
 from exporter.metrics import HistogramSeries, LoopChild, Metrics
 from exporter.model import Conversation
 from exporter.types import Closeable, Confirmer, Evaluation, EvaluationSink, Scorer, ScoreResult
@@ -113,7 +113,7 @@ class Pipeline:
         self._closing: set[asyncio.Task[None]] = set()
         self._in_flight = 0
         self._cancelled = 0  # evaluations cut short by shutdown
-        self._failure_log = Throttle(interval=FAILURE_LOG_INTERVAL)
+        self._failure_log = FailureLog(log, interval=FAILURE_LOG_INTERVAL)
         self._accepting = True
         metrics.add_gauge("queue_depth", "Conversations waiting to be scored.", self._depth)
         metrics.add_gauge(
@@ -308,11 +308,8 @@ class Pipeline:
         return None
 
     def _log_failure(self, what: str, where: str, error: Exception) -> None:
-        """Log a failure: the first, then one per interval saying how many went unlogged."""
-        held = self._failure_log.allow(what)
-        if held is not None:
-            more = f" ({held} more failures since the last report)" if held else ""
-            log.warning("%s failed%s: %s%s", what, where, error, more)
+        """Log a failure: the first of each kind, then one a kind per interval, with counts."""
+        self._failure_log.failed(what, error, where=where)
 
     def _merge(self, setup: _Setup, evaluation: Evaluation, result: ScoreResult) -> None:
         """Add a result; one score per dimension, the first scorer in config order wins."""

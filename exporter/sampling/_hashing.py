@@ -20,8 +20,8 @@ def stable_hash(conversation_id: str) -> int:
     """
     # surrogatepass: an id with a lone surrogate must hash, not raise, on the hot path.
     digest = blake2b(conversation_id.encode("utf-8", "surrogatepass"), digest_size=8).digest()
-    # Little-endian: either order is uniform; this one puts the SPEC's example id (``c-7f3a``,
-    # at 0.23) inside the default 25% boost band, so the README's demo shows a boost.
+    # Little-endian: either order is uniform; this one puts the example conversation's id
+    # (``c-7f3a``, at 0.23) inside the default 25% boost band, so the README's demo shows a boost.
     return int.from_bytes(digest, "little")
 
 

@@ -1,29 +1,25 @@
 """Scorers: the built-in deterministic checks, user plugins, and the registry that builds them.
 
-Built-ins are ordinary implementations of ``exporter.types.Scorer``, exactly as a plugin
-would be. Another scorer type (the LLM judge) plugs in with ``register_scorer_type``.
+Built-ins, the LLM judge among them, are ordinary implementations of ``exporter.types.Scorer``,
+exactly as a plugin would be; ``register_scorer_type`` adds a type. ``build_scoring`` builds
+what the pipeline runs: the scorers and the second-tier confirmers.
 """
 
 from exporter.scoring._options import ScorerOptions, is_set
 from exporter.scoring._registry import (
-    MeteredScorerFactory,
     ScorerFactory,
     build_scorers,
-    register_metered_scorer_type,
+    build_scoring,
     register_scorer_type,
     scorer_types,
 )
-from exporter.scoring.pii import PiiMatch, find_pii
 
 __all__ = [
-    "MeteredScorerFactory",
-    "PiiMatch",
     "ScorerFactory",
     "ScorerOptions",
     "build_scorers",
-    "find_pii",
+    "build_scoring",
     "is_set",
-    "register_metered_scorer_type",
     "register_scorer_type",
     "scorer_types",
 ]

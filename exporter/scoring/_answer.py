@@ -16,8 +16,8 @@ import msgspec
 
 from exporter.config.model import Config, Dimension, ScorerSpec
 from exporter.model import Conversation
+from exporter.pii import PII_KINDS, PiiKind, find_pii
 from exporter.scoring._options import NOTHING, ScorerOptions, off_loop
-from exporter.scoring.pii import PII_KINDS, PiiKind, find_pii
 from exporter.types import ScoreResult
 
 __all__ = [

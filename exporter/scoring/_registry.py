@@ -1,22 +1,21 @@
-"""Scorer types by name, and the one function that builds the configured scorers."""
+"""Scorer types by name, and the functions that build the configured scorers and confirmers."""
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
-from typing import Final, Protocol, TypeAlias
+from typing import Protocol, TypeAlias
 
 from exporter.config.model import Config, ScorerSpec
 from exporter.exceptions import ConfigError
 from exporter.metrics import Metrics
 from exporter.scoring import _answer, _conversation, _plugin
-from exporter.types import Scorer
+from exporter.scoring.judge import build_confirmers, make_judge_scorer
+from exporter.types import Confirmer, Scorer
 
 __all__ = [
-    "MeteredScorerFactory",
     "ScorerFactory",
     "build_scorers",
-    "register_metered_scorer_type",
+    "build_scoring",
     "register_scorer_type",
     "scorer_types",
 ]
@@ -36,10 +35,11 @@ _FACTORIES: dict[str, ScorerFactory] = {
     "json_validity": _answer.json_validity,
     "answer_length": _answer.answer_length,
     "plugin": _plugin.plugin,
+    "llm_judge": make_judge_scorer,
 }
 
 
-class MeteredScorerFactory(Protocol):
+class _MeteredFactory(Protocol):
     """A factory whose scorer records metrics of its own (the LLM judge: tokens, cost)."""
 
     def __call__(
@@ -47,10 +47,8 @@ class MeteredScorerFactory(Protocol):
     ) -> Scorer: ...
 
 
-_METERED: dict[str, MeteredScorerFactory] = {}
-
-# Types whose module registers them when imported: heavy dependencies load only when used.
-_LAZY: Final[dict[str, str]] = {"llm_judge": "exporter.scoring.judge"}
+#: The types whose factory ``build_scorers`` passes the app's metrics.
+_METERED: dict[str, _MeteredFactory] = {"llm_judge": make_judge_scorer}
 
 
 def register_scorer_type(type_name: str, factory: ScorerFactory, *, replace: bool = False) -> None:
@@ -61,14 +59,6 @@ def register_scorer_type(type_name: str, factory: ScorerFactory, *, replace: boo
     _METERED.pop(type_name, None)
 
 
-def register_metered_scorer_type(
-    type_name: str, factory: MeteredScorerFactory, *, replace: bool = False
-) -> None:
-    """Register like ``register_scorer_type``; ``build_scorers`` passes it the app's metrics."""
-    register_scorer_type(type_name, factory, replace=replace)
-    _METERED[type_name] = factory
-
-
 def scorer_types() -> tuple[str, ...]:
     """Return the registered scorer type names."""
     return tuple(_FACTORIES)
@@ -77,7 +67,8 @@ def scorer_types() -> tuple[str, ...]:
 def build_scorers(config: Config, *, metrics: Metrics | None = None) -> list[Scorer]:
     """Build the configured scorers in order; raise ``ConfigError`` naming ``$.scorers[i]``.
 
-    ``metrics`` reaches the factories registered as metered (without it they count privately).
+    ``metrics`` reaches the factories that record metrics of their own, the LLM judge's
+    (without it they count privately).
     """
     scorers: list[Scorer] = []
     for index, spec in enumerate(config.scorers):
@@ -106,20 +97,15 @@ def build_scorers(config: Config, *, metrics: Metrics | None = None) -> list[Sco
     return scorers
 
 
+def build_scoring(config: Config, *, metrics: Metrics) -> tuple[list[Scorer], list[Confirmer]]:
+    """Build the first-tier scorers and the second-tier confirmers of ``config``."""
+    return build_scorers(config, metrics=metrics), build_confirmers(config, metrics=metrics)
+
+
 def _factory(type_name: str, config: Config, where: str) -> ScorerFactory:
     factory = _FACTORIES.get(type_name)
-    if factory is None and type_name in _LAZY:
-        try:
-            importlib.import_module(_LAZY[type_name])
-        except ImportError as error:
-            raise ConfigError(
-                f"scorer type {type_name!r} is not available: {error}",
-                source=config.source,
-                path=f"{where}.type",
-            ) from error
-        factory = _FACTORIES.get(type_name)
     if factory is None:
-        known = ", ".join(sorted({*_FACTORIES, *_LAZY}))
+        known = ", ".join(sorted(_FACTORIES))
         raise ConfigError(
             f"unknown scorer type {type_name!r} (expected one of {known})",
             source=config.source,

@@ -24,21 +24,21 @@ from prometheus_client.aiohttp import make_aiohttp_handler
 
 from exporter import dataset
 from exporter.config.model import Config
-from exporter.ingest import otlp
-from exporter.ingest.http import IngestEndpoints
+from exporter.config.secrets import resolve_secrets
 from exporter.ingest.intake import Intake
 from exporter.metrics import Metrics
 from exporter.pipeline import Pipeline
 from exporter.sampling import LateSignalBuffer, Sampler
-from exporter.scoring import build_scorers, judge
-from exporter.types import Confirmer, Scorer
-from exporter.web import pages
+from exporter.scoring import build_scoring
+from exporter.web import pages, traces
 from exporter.web.guard import bearer_auth, json_errors, no_route
+from exporter.web.ingest import IngestEndpoints
 from exporter.web.keys import INTAKE, METRICS, PIPELINE, REGISTRY, STATE, AppState
+from exporter.web.protocol import MalformedRequests, Runner
 from exporter.web.reload import reload_config, reload_endpoint
 from exporter.web.status import STATUS, StatusBoard
 
-__all__ = ["build_scoring", "create_app", "serve"]
+__all__ = ["create_app", "serve"]
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +57,10 @@ def create_app(
     """Build the application for ``config``; workers start with the app and stop with it.
 
     ``config_file`` is what a reload (SIGHUP, or ``POST /-/reload`` when ``lifecycle_api``)
-    reads; None reloads the embedded default.
+    reads; None reloads the embedded default. The config's secrets are read here, as the
+    daemon starts (``ConfigError`` naming each one missing).
     """
+    config = resolve_secrets(config)
     registry = registry if registry is not None else CollectorRegistry()
     metrics = Metrics(config, registry)
     sink = dataset.build_sink(config, metrics=metrics)
@@ -84,7 +86,11 @@ def create_app(
         ),
         pipeline=pipeline,
     )
-    app = web.Application(client_max_size=config.server.max_body_bytes)
+    # auto_decompress off: exporter.web.body inflates in bounded steps (a gzip bomb inflated
+    # by aiohttp held over 100 MB), and answers an unknown Content-Encoding itself.
+    app = web.Application(
+        client_max_size=config.server.max_body_bytes, handler_args={"auto_decompress": False}
+    )
     app[METRICS], app[REGISTRY] = metrics, registry
     state = AppState(config, config_file=config_file, lifecycle_api=lifecycle_api)
     app[INTAKE], app[PIPELINE], app[STATE] = intake, pipeline, state
@@ -92,10 +98,10 @@ def create_app(
     app.cleanup_ctx.append(_scoring)
     # After _scoring: contexts exit in reverse, so spans still buffered at shutdown are handed
     # to a pipeline that is still running.
-    traces = otlp.setup(app, config=config, intake=intake, metrics=metrics)
+    otlp = traces.setup(app, config=config, intake=intake, metrics=metrics)
     ingest = IngestEndpoints(intake=intake, metrics=metrics, server=config.server, state=app[STATE])
     _add_routes(
-        app, config, ingest=ingest, traces=traces, metrics_page=make_aiohttp_handler(registry)
+        app, config, ingest=ingest, traces=otlp, metrics_page=make_aiohttp_handler(registry)
     )
     return app
 
@@ -134,11 +140,6 @@ def _add_routes(
     app.router.add_route("*", "/{path:.*}", no_route)
 
 
-def build_scoring(config: Config, *, metrics: Metrics) -> tuple[list[Scorer], list[Confirmer]]:
-    """Build the first-tier scorers and the second-tier confirmers of ``config``."""
-    return build_scorers(config, metrics=metrics), judge.build_confirmers(config, metrics=metrics)
-
-
 async def _scoring(app: web.Application) -> AsyncIterator[None]:
     """Run the workers and the buffer expiry for the app's life; drain them at the end."""
     pipeline, intake, state = app[PIPELINE], app[INTAKE], app[STATE]
@@ -152,9 +153,6 @@ async def _scoring(app: web.Application) -> AsyncIterator[None]:
         await expiry
     await pipeline.stop(grace=grace)
     intake.close()
-    # The last word on where every conversation went: /metrics is gone once we exit.
-    totals = app[METRICS].totals()
-    log.info("final accounting: %s", " ".join(f"{k}={v:g}" for k, v in totals.items() if v))
 
 
 async def _expire_periodically(intake: Intake) -> None:
@@ -176,7 +174,10 @@ async def serve(
     app = create_app(config, config_file=config_file, lifecycle_api=lifecycle_api)
     # keepalive_timeout: run_app's 75 s, not the runner's hour; an idle or half-sent
     # connection must not hold a slot that long.
-    runner = web.AppRunner(app, handle_signals=False, access_log=None, keepalive_timeout=75)
+    malformed = MalformedRequests(counter=app[METRICS].http_errors)
+    runner = Runner(
+        app, malformed=malformed, handle_signals=False, access_log=None, keepalive_timeout=75
+    )
     await runner.setup()
     site = web.TCPSite(runner, host or None, port, ssl_context=ssl_context)
     try:
@@ -195,6 +196,10 @@ async def serve(
     await _drain(app)
     await runner.cleanup()
     log.info("stopped")
+    # The last line, and the last word on where every conversation went: /metrics is gone now.
+    # Only a daemon that served logs it: one that could not listen has nothing to account for.
+    totals = app[METRICS].totals()
+    log.info("final accounting: %s", " ".join(f"{k}={v}" for k, v in totals.items()))
 
 
 def _ssl_context(config: Config) -> ssl.SSLContext | None:

@@ -25,7 +25,7 @@ _KEPT_HEADERS = ("Allow", "WWW-Authenticate", "Retry-After")
 
 
 def error_body(status: int, error: str, detail: object = None) -> web.Response:
-    """Return the SPEC's error response: ``{"error": ..., "detail": ...}``."""
+    """Return the error response of docs/api.md: ``{"error": ..., "detail": ...}``."""
     return web.json_response({"error": error, "detail": detail}, status=status)
 
 
@@ -55,21 +55,24 @@ def _as_json(error: web.HTTPException) -> web.Response:
     for name in _KEPT_HEADERS:
         if name in error.headers:
             response.headers[name] = error.headers[name]
-    if error.keep_alive is False:  # the body was not read to its end (ingest.http.read_body)
+    if error.keep_alive is False:  # the body was not read to its end (web.ingest.read_body)
         response.force_close()
     return response
 
 
 def bearer_auth(token: str) -> Callable[[Handler], Handler]:
     """Return a wrapper that requires ``Authorization: Bearer <token>`` before ``handler``."""
-    expected = token.encode()
+    expected = token.encode("utf-8", "surrogateescape")  # os.environ decodes the same way
 
     def protect(handler: Handler) -> Handler:
         @functools.wraps(handler)
         async def authorized(request: web.Request) -> web.StreamResponse:
             scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+            # aiohttp decodes header bytes as UTF-8 with surrogate escapes: encoding them back
+            # the same way gives the bytes sent, where a plain encode() raised on non-UTF-8.
+            sent = given.encode("utf-8", "surrogateescape")
             # Constant-time comparison: response timing must not leak the token.
-            if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), expected):
+            if scheme.lower() != "bearer" or not hmac.compare_digest(sent, expected):
                 response = error_body(
                     401, "unauthorized", "missing or wrong bearer token in Authorization"
                 )

@@ -12,6 +12,7 @@ from aiohttp import web
 from exporter._version import __version__
 from exporter.config.model import Config
 from exporter.model import Conversation, Feedback
+from exporter.web.ingest import MAX_LISTED_REJECTIONS
 from exporter.web.keys import METRICS, PIPELINE, STATE
 from exporter.web.status import STATUS
 from exporter.web.status_page import render_status
@@ -58,7 +59,7 @@ def openapi_document() -> dict[str, Any]:
             (401, "Missing or wrong bearer token."),
             (408, "The body did not arrive in time; the connection is closed."),
             (413, "Body or batch over the configured limit."),
-            (415, "Unsupported content type."),
+            (415, "Unsupported content type, or Content-Encoding (identity, gzip, deflate)."),
             (503, "Draining for shutdown."),
         )
     }
@@ -94,8 +95,14 @@ def openapi_document() -> dict[str, Any]:
                     },
                     "responses": {
                         "200": _otlp("ExportTraceServiceResponse, maybe partial.", "Export"),
-                        "400": _otlp("Undecodable body.", "Status"),
-                        **{code: errors[code] for code in ("401", "408", "413", "415")},
+                        "400": _otlp("A body that cannot be read or does not decode.", "Status"),
+                        "401": errors["401"],
+                        "408": _otlp("The body did not arrive in time; closed.", "Status"),
+                        "413": _otlp("Body over the configured limit.", "Status"),
+                        "415": _otlp_or_error(
+                            "Unsupported content type (the JSON error body), or a "
+                            "Content-Encoding other than identity, gzip, deflate (a Status)."
+                        ),
                         "503": _otlp("Draining for shutdown.", "Status"),
                     },
                 }
@@ -136,8 +143,7 @@ def _accepted_response() -> dict[str, Any]:
             name: {"type": "integer", "minimum": 0}
             for name in ("accepted", "sampled", "dropped", "rejected_count")
         }
-        # maxItems: exporter.ingest.http.MAX_LISTED_REJECTIONS (importing it here is circular).
-        | {"rejected": {"type": "array", "items": rejection, "maxItems": 100}},
+        | {"rejected": {"type": "array", "items": rejection, "maxItems": MAX_LISTED_REJECTIONS}},
     }
     return {"description": "Accepted; scoring happens later.", "content": _json(counts)}
 
@@ -165,6 +171,18 @@ def _otlp(description: str, name: str) -> dict[str, Any]:
         "content": {
             "application/x-protobuf": {"schema": {"type": "string", "format": "binary"}},
             "application/json": {"schema": {"$ref": f"#/components/schemas/Otlp{name}"}},
+        },
+    }
+
+
+def _otlp_or_error(description: str) -> dict[str, Any]:
+    """Return a response that is a Status, or the JSON error body when no encoding was taken."""
+    status, error = "#/components/schemas/OtlpStatus", "#/components/schemas/Error"
+    return {
+        "description": description,
+        "content": {
+            "application/x-protobuf": {"schema": {"type": "string", "format": "binary"}},
+            "application/json": {"schema": {"anyOf": [{"$ref": status}, {"$ref": error}]}},
         },
     }
 

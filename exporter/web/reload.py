@@ -15,9 +15,9 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from exporter.config import Config, load_config
+from exporter.config import Config, load_config, resolve_secrets
 from exporter.exceptions import ConfigError
-from exporter.scoring import judge
+from exporter.scoring import build_scoring, judge
 from exporter.web.guard import error_body
 from exporter.web.keys import INTAKE, METRICS, PIPELINE, STATE
 from exporter.web.status import STATUS
@@ -73,12 +73,10 @@ def _reload(app: web.Application, path: str | None) -> ConfigError | None:
     """Apply ``path`` as described in the module docstring; return why it was refused, if it was."""
     metrics, state = app[METRICS], app[STATE]
     try:
-        config = load_config(path)
+        config = resolve_secrets(load_config(path))
         _refuse_restart_only(state.config, config)
         metrics.extend(config)
         with judge.fresh_clients(metrics):
-            from exporter.web.app import build_scoring  # app imports this module
-
             scorers, confirmers = build_scoring(config, metrics=metrics)
     except ConfigError as error:
         metrics.config_reload_successful.set(0)

@@ -2,9 +2,10 @@
 
 People without Grafana yet still want to see quality move. An ``EvaluationSink`` keeps, per
 configured agent and dimension, a ring of fixed-width time buckets (count and sum of scores),
-plus running totals since start, and the last flags raised. Memory is fixed by the config:
-agents x dimensions x buckets numbers and ``max_flags`` short records, whatever the traffic.
-Prometheus remains the source of truth; this is a window into one process.
+plus running totals since start; per flag, the same ring of counts and its latest examples.
+Memory is fixed: agents x dimensions x buckets numbers, and at most 65 flags (the flags
+counter's own bound) x buckets numbers and ``flag_examples`` short records, whatever the
+traffic. Prometheus remains the source of truth; this is a window into one process.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from exporter.config.model import OTHER_AGENT, Config, Dimension
 from exporter.metrics import Metrics
 from exporter.types import Evaluation
 
-__all__ = ["STATUS", "FlagRecord", "Series", "StatusBoard"]
+__all__ = ["STATUS", "FlagExample", "FlagGroup", "Series", "StatusBoard"]
 
 #: Conversation ids come from payloads: show at most this much of one.
 MAX_ID_CHARS = 64
@@ -82,13 +83,36 @@ class Series:
 
 
 @dataclass(frozen=True, slots=True)
-class FlagRecord:
-    """One flag a scorer raised."""
+class FlagExample:
+    """One conversation a flag was raised on."""
 
     at: float
     agent: str
-    flag: str
     conversation: str
+
+
+@dataclass(frozen=True, slots=True)
+class FlagGroup:
+    """What the page shows for one flag: how often lately and since start, the latest."""
+
+    flag: str
+    recent_count: int
+    total_count: int
+    examples: list[FlagExample]  # newest first
+
+    @property
+    def last_at(self) -> float:
+        return self.examples[0].at
+
+
+class _Flag:
+    """One flag's counts per time bucket and its latest examples."""
+
+    __slots__ = ("examples", "ring")
+
+    def __init__(self, buckets: int, examples: int) -> None:
+        self.ring = _Ring(buckets)
+        self.examples: deque[FlagExample] = deque(maxlen=examples)
 
 
 class StatusBoard:
@@ -103,7 +127,7 @@ class StatusBoard:
         bucket_seconds: float = 15.0,
         buckets: int = 120,
         recent_buckets: int = 20,
-        max_flags: int = 20,
+        flag_examples: int = 3,
     ) -> None:
         if not 0 < recent_buckets <= buckets:
             raise ValueError("recent_buckets must be between 1 and buckets")
@@ -114,7 +138,9 @@ class StatusBoard:
         self.recent_buckets = recent_buckets
         self._rings: dict[tuple[str, str], _Ring] = {}
         self.reconfigure(config)
-        self.flags: deque[FlagRecord] = deque(maxlen=max_flags)
+        self.flag_examples = flag_examples
+        # Keyed by the flags counter's bounded label: at most MAX_FLAG_VALUES and `other`.
+        self._flags: dict[str, _Flag] = {}
 
     def reconfigure(self, config: Config) -> None:
         """Show a reloaded config's agents and dimensions; existing history stays."""
@@ -136,12 +162,30 @@ class StatusBoard:
             if ring is not None:  # the pipeline only passes declared dimensions and agents
                 ring.add(epoch, value)
         if evaluation.flags:
-            now = self._clock()
-            conversation = evaluation.conversation.id[:MAX_ID_CHARS]
+            example = FlagExample(self._clock(), agent, evaluation.conversation.id[:MAX_ID_CHARS])
             for flag in evaluation.flags:
                 # The same bounded label the flags counter uses: a plugin may echo payload text.
                 label = self._metrics.flag_label(flag)
-                self.flags.append(FlagRecord(now, agent, label, conversation))
+                group = self._flags.get(label)
+                if group is None:
+                    group = self._flags[label] = _Flag(self.buckets, self.flag_examples)
+                group.ring.add(epoch, 0.0)
+                group.examples.append(example)
+
+    def flags(self) -> list[FlagGroup]:
+        """Return every flag raised since start: the most raised lately first, then the latest."""
+        now = self._epoch()
+        groups = [
+            FlagGroup(
+                flag=label,
+                recent_count=group.ring.window(self.recent_buckets, now)[0],
+                total_count=group.ring.total_count,
+                examples=list(reversed(group.examples)),
+            )
+            for label, group in self._flags.items()
+        ]
+        groups.sort(key=lambda g: (-g.recent_count, -g.last_at, g.flag))
+        return groups
 
     def series(self) -> list[Series]:
         """Return every configured agent's dimensions, and ``other``'s once it has scores."""

@@ -15,9 +15,10 @@ from prometheus_client.registry import Collector
 
 from exporter._version import __version__
 from exporter.config.model import Config, Dimension
-from exporter.generate.grafana import AGENT_UID
 from exporter.metrics import PREFIX, Metrics
-from exporter.web.status import FlagRecord, Series, StatusBoard
+from exporter.names import AGENT_UID
+from exporter.web.status import FlagGroup, Series, StatusBoard
+from exporter.web.status_judges import render_judges
 
 __all__ = ["level", "render_status", "sparkline"]
 
@@ -152,17 +153,30 @@ def _quality(board: StatusBoard, config: Config) -> str:
     )
 
 
-def _flags(flags: Iterable[FlagRecord]) -> str:
-    rows = [
-        f"<tr><td>{time.strftime('%H:%M:%S', time.gmtime(f.at))}</td>"
-        f"<td>{html.escape(f.agent)}</td><td>{html.escape(f.flag)}</td>"
-        f"<td><code>{html.escape(f.conversation)}</code></td></tr>"
-        for f in reversed(list(flags))
-    ]
+def _clock(at: float) -> str:
+    return time.strftime("%H:%M:%S", time.gmtime(at))
+
+
+def _flags(groups: Iterable[FlagGroup], board: StatusBoard) -> str:
+    rows = []
+    for group in groups:
+        latest = "<br>".join(
+            f"<span class=when>{_clock(e.at)}</span> {html.escape(e.agent)} "
+            f"<code>{html.escape(e.conversation)}</code>"
+            for e in group.examples
+        )
+        rows.append(
+            f'<tr data-flag="{html.escape(group.flag)}"><td>{html.escape(group.flag)}</td>'
+            f"<td class=n>{group.recent_count}</td><td class=n>{group.total_count}</td>"
+            f"<td class=latest>{latest}</td></tr>"
+        )
     body = "".join(rows) or '<tr><td colspan="4">No flag raised yet.</td></tr>'
+    recent = board.recent_buckets * board.bucket_seconds / 60
     return (
-        "<h2>Recent flags</h2><table class=flags><thead><tr><th>time (UTC)</th><th>agent</th>"
-        f"<th>flag</th><th>conversation</th></tr></thead><tbody>{body}</tbody></table>"
+        f"<h2>Flags</h2><p class=note>Raised in the last {recent:g} min and since start, the "
+        f"latest {board.flag_examples} conversations each (UTC).</p><table class=flags>"
+        f"<thead><tr><th>flag</th><th>last {recent:g} min</th><th>since start</th>"
+        f"<th>latest</th></tr></thead><tbody>{body}</tbody></table>"
     )
 
 
@@ -252,7 +266,8 @@ def render_status(
         state="ready" if ready else "draining",
         grafana=grafana,
         quality=_quality(board, config),
-        flags=_flags(board.flags),
+        flags=_flags(board.flags(), board),
+        judges=render_judges(config, metrics),
         sampling=_sampling(config, metrics),
         queue=_queue(config, metrics, idle=idle),
         summary=summary,
@@ -269,6 +284,10 @@ td.n,td.mean,td.delta{text-align:right;font-variant-numeric:tabular-nums}
 td.mean.ok{background:#d8f3dc} td.mean.warning{background:#ffe5b4}
 td.mean.critical{background:#ffccd0} td.delta.worse{color:#c1121f;font-weight:600}
 td.delta.better{color:#2d6a4f}
+table.judges tr.trouble td{background:#ffccd0} td.breaker.closed{color:#2d6a4f}
+td.breaker.open,td.breaker.half_open{color:#c1121f;font-weight:600}
+td.error{max-width:28rem;font-size:.8rem;word-break:break-word} .when{color:#555}
+td.latest{font-size:.8rem}
 .state{padding:.1rem .5rem;border-radius:.6rem;background:#d8f3dc}
 .state.draining{background:#ffe5b4}
 svg.spark{display:block} svg.spark polyline{fill:none;stroke:#3a5ccc;stroke-width:1.5}
@@ -292,6 +311,7 @@ _PAGE = (
 <nav><a href="/metrics">/metrics</a><a href="/-/healthy">/-/healthy</a>
 <a href="/-/ready">/-/ready</a><a href="/openapi.json">/openapi.json</a> {grafana}</nav>
 {quality}
+{judges}
 <div class=cols><section>{flags}</section><section>{sampling}
 {queue}</section></div>
 <h2>Running config</h2><table class=config>

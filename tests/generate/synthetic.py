@@ -138,8 +138,12 @@ def write_test_file(path: Path, *, rule_files: Iterable[Path], tests: list[dict[
     return path
 
 
-def promtool_test(path: Path, *, timeout: float = 100) -> subprocess.CompletedProcess[str]:
-    """Run ``promtool test rules`` on ``path``."""
+def promtool_test(path: Path, *, timeout: float) -> subprocess.CompletedProcess[str]:
+    """Run ``promtool test rules`` on ``path``; give up after ``timeout`` seconds.
+
+    The caller's pytest timeout must be longer, so that a slow run fails here, saying which
+    command took too long, and not as a bare pytest timeout.
+    """
     return subprocess.run(
         ["promtool", "test", "rules", str(path)],
         capture_output=True,

@@ -88,6 +88,12 @@ def _score(messages: list[dict[str, Any]], model: str) -> float:
     return 3.0 if general is None else general
 
 
+def _peer(request: web.Request) -> tuple[object, ...]:
+    """Return the client's (host, port), empty once the connection is gone."""
+    transport = request.transport
+    return tuple(transport.get_extra_info("peername") or ()) if transport is not None else ()
+
+
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     """Answer one chat completion the way the behaviour for its model says."""
     state = request.app[_STATE]
@@ -104,7 +110,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
             "body": body,
             "headers": dict(request.headers),
             "query": dict(request.query),
-            "peer": list(request.transport.get_extra_info("peername") or ()),
+            "peer": list(_peer(request)),
             "time": time.monotonic(),
         }
     )

@@ -198,9 +198,9 @@ class History:
                 le = "+Inf" if bound == math.inf else le_value(bound)
                 bucket = _labels({"agent": agent, "dimension": dimension, "le": le}, self.job)
                 yield f"agent_quality_score_bucket{{{bucket}}} {cumulative} {stamp}\n"
-        for name, labels, value, agent, factor in self.others:
-            if factor and agent is not None:
-                value += factor * self.scored[agent]
+        for name, labels, value, owner, factor in self.others:
+            if factor and owner is not None:
+                value += factor * self.scored[owner]
             yield f"{name}{{{labels}}} {value!r} {stamp}\n"
 
     def write(self, directory: Path, *, start: float, minutes: int, scrape: int = 60) -> list[Path]:

@@ -15,16 +15,14 @@ from typing import Any
 from exporter.config.model import Config
 from exporter.generate.conventions import CONFIGMAPS_DIR
 from exporter.generate.grafana._agent import agent
-from exporter.generate.grafana._common import AGENT_UID, OVERVIEW_UID, TAG
+from exporter.generate.grafana._common import TAG
 from exporter.generate.grafana._overview import overview
 from exporter.generate.grafana._provisioning import provisioning
 from exporter.generate.writer import dashboard_configmap, dump_yaml, write_text
 
 __all__ = [
-    "AGENT_UID",
     "DASHBOARDS_DIR",
     "GRAFANA_DIR",
-    "OVERVIEW_UID",
     "TAG",
     "dashboards",
     "dump_json",

@@ -9,7 +9,7 @@ from grafana_foundation_sdk.builders import dashboard as board
 from exporter.config.model import Config, Dimension
 from exporter.generate.conventions import SCORE, Record
 from exporter.generate.grafana import _levels as levels
-from exporter.generate.grafana._common import AGENT_UID, agent_variable, frame
+from exporter.generate.grafana._common import agent_variable, frame
 from exporter.generate.grafana._kit import (
     Panel,
     Target,
@@ -29,6 +29,7 @@ from exporter.generate.grafana._queries import (
     rate,
     series,
 )
+from exporter.names import AGENT_UID
 
 __all__ = ["agent"]
 

@@ -1,4 +1,4 @@
-"""What both dashboards share: uids, variables, links, the frame of a dashboard."""
+"""What both dashboards share: the tag, variables, links, the frame of a dashboard."""
 
 from __future__ import annotations
 
@@ -9,10 +9,9 @@ from exporter.config.alerting import AlertingConfig
 from exporter.config.model import Config
 from exporter.generate.conventions import HEADER, PREFIX
 from exporter.generate.grafana._kit import DATASOURCE
+from exporter.names import AGENT_UID
 
 __all__ = [
-    "AGENT_UID",
-    "OVERVIEW_UID",
     "TAG",
     "agent_link",
     "agent_variable",
@@ -22,9 +21,6 @@ __all__ = [
     "runbook_link",
 ]
 
-#: Stable uids: ``alerting.dashboard_url`` and bookmarks point at them.
-OVERVIEW_UID = "agent-quality"
-AGENT_UID = "agent-quality-agent"
 #: Every bundled dashboard carries this tag; the dashboards' links list them by it.
 TAG = "agent-quality"
 

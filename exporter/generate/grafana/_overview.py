@@ -17,7 +17,6 @@ from exporter.config.model import Config, Dimension
 from exporter.generate.conventions import Alert, Record, window_name
 from exporter.generate.grafana import _levels as levels
 from exporter.generate.grafana._common import (
-    OVERVIEW_UID,
     agent_link,
     agent_variable,
     dimension_variable,
@@ -47,6 +46,7 @@ from exporter.generate.grafana._queries import (
     firing,
     series,
 )
+from exporter.names import OVERVIEW_UID
 
 __all__ = ["overview"]
 

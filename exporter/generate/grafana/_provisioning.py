@@ -1,7 +1,7 @@
 """Grafana provisioning: a Prometheus data source and a provider for the bundled dashboards.
 
-Mounted into Grafana's ``/etc/grafana/provisioning/`` (README says which folder goes where),
-these make a fresh Grafana show the dashboards at start, with nothing to click.
+Mounted into Grafana's ``/etc/grafana/provisioning/`` (docs/dashboards.md says which folder
+goes where), these make a fresh Grafana show the dashboards at start, with nothing to click.
 """
 
 from __future__ import annotations

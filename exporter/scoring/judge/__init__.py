@@ -1,15 +1,16 @@
 """LLM-as-judge: first-tier ``llm_judge`` scorers and the second-tier confirmer.
 
-Importing this package registers the ``llm_judge`` scorer type.
+``exporter.scoring`` builds them from the config with ``make_judge_scorer`` and
+``build_confirmers``; nothing here imports the rest of ``exporter.scoring``.
 """
 
-from exporter.scoring import register_metered_scorer_type
 from exporter.scoring.judge._breaker import BreakerState, CircuitBreaker
 from exporter.scoring.judge._budget import DailyBudget
 from exporter.scoring.judge._build import (
     build_confirmers,
     fresh_clients,
     judge_client,
+    judge_clients,
     make_judge_scorer,
 )
 from exporter.scoring.judge._client import Completion, JudgeClient, parse_retry_after
@@ -22,6 +23,7 @@ from exporter.scoring.judge._errors import (
     OverBudget,
 )
 from exporter.scoring.judge._grader import Grader
+from exporter.scoring.judge._health import ERROR_OUTCOMES, JudgeHealth, LastError
 from exporter.scoring.judge._rubrics import Rubric, messages_for, rubric_for, shipped_rubrics
 from exporter.scoring.judge._scorer import JudgeScorer
 from exporter.scoring.judge._transcript import render_transcript
@@ -29,6 +31,7 @@ from exporter.scoring.judge._verdict import Verdict, parse_verdict
 
 __all__ = [
     "CONFIRMED_FLAG",
+    "ERROR_OUTCOMES",
     "BreakerOpen",
     "BreakerState",
     "CircuitBreaker",
@@ -40,13 +43,16 @@ __all__ = [
     "JudgeConfirmer",
     "JudgeError",
     "JudgeFailed",
+    "JudgeHealth",
     "JudgeScorer",
+    "LastError",
     "OverBudget",
     "Rubric",
     "Verdict",
     "build_confirmers",
     "fresh_clients",
     "judge_client",
+    "judge_clients",
     "make_judge_scorer",
     "messages_for",
     "parse_retry_after",
@@ -55,5 +61,3 @@ __all__ = [
     "rubric_for",
     "shipped_rubrics",
 ]
-
-register_metered_scorer_type("llm_judge", make_judge_scorer)

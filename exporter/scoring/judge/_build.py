@@ -18,7 +18,13 @@ from exporter.scoring.judge._rubrics import Rubric, rubric_for
 from exporter.scoring.judge._scorer import JudgeScorer
 from exporter.types import Confirmer
 
-__all__ = ["build_confirmers", "fresh_clients", "judge_client", "make_judge_scorer"]
+__all__ = [
+    "build_confirmers",
+    "fresh_clients",
+    "judge_client",
+    "judge_clients",
+    "make_judge_scorer",
+]
 
 # One client per judge name and app (keyed by the app's Metrics): scorers and the confirmer
 # naming the same judge share its pool, concurrency cap, breaker and budget.
@@ -31,6 +37,11 @@ def judge_client(config: Config, name: str, *, metrics: Metrics) -> JudgeClient:
     if name not in clients:
         clients[name] = JudgeClient(config=config.judges[name], metrics=metrics)
     return clients[name]
+
+
+def judge_clients(metrics: Metrics) -> dict[str, JudgeClient]:
+    """Return the clients of the app's judges in use now (after a reload: the new ones)."""
+    return dict(_CLIENTS.get(metrics, {}))
 
 
 @contextlib.contextmanager

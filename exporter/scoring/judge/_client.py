@@ -25,13 +25,11 @@ from exporter.metrics import Metrics
 from exporter.scoring.judge._breaker import BreakerState, CircuitBreaker
 from exporter.scoring.judge._budget import DailyBudget, utc_now
 from exporter.scoring.judge._errors import BreakerOpen, JudgeFailed, OverBudget
+from exporter.scoring.judge._health import JudgeHealth
 
 __all__ = ["Completion", "JudgeClient", "parse_retry_after"]
 
 log = logging.getLogger(__name__)
-
-# The endpoint itself is broken (bad key, wrong model or URL): worth opening the breaker for.
-_BROKEN_ENDPOINT = frozenset({401, 403, 404})
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,9 +45,10 @@ class Completion:
 class _Retry(Exception):
     """A failed attempt worth repeating (429, 5xx, timeout, connection error)."""
 
-    def __init__(self, why: str, *, retry_after: float | None = None) -> None:
+    def __init__(self, why: str, *, kind: str, retry_after: float | None = None) -> None:
         super().__init__(why)
         self.why = why
+        self.kind = kind  # ScorerError.kind of the failure, if it is the last attempt
         self.retry_after = retry_after
 
 
@@ -102,6 +101,7 @@ class JudgeClient:
         self._closed = False
         self.json_mode = config.response_format
         self.budget = DailyBudget(limit=config.daily_budget_usd, clock=clock)
+        self.health = JudgeHealth()  # fed by the graders asking this judge for verdicts
         self.breaker = CircuitBreaker(
             failures=config.breaker_failures,
             cooldown=config.breaker_cooldown,
@@ -137,7 +137,7 @@ class JudgeClient:
     async def complete(self, messages: Sequence[Mapping[str, str]]) -> Completion:
         """Return one chat completion for ``messages``; raise a ``JudgeError`` subclass."""
         if self._closed:
-            raise JudgeFailed("the client is closed", judge=self.name)
+            raise JudgeFailed("the client is closed", judge=self.name, kind="closed")
         if not self.budget.allows():
             raise OverBudget(
                 f"today's budget of {self.budget.limit:g} USD is spent", judge=self.name
@@ -154,7 +154,8 @@ class JudgeClient:
                 delay = self._delay(attempt, retry.retry_after)
                 if attempt >= self.config.retries or delay is None:
                     tries = attempt + 1
-                    raise JudgeFailed(f"{retry.why} ({tries} attempts)", judge=self.name) from None
+                    why = f"{retry.why} ({tries} attempts)"
+                    raise JudgeFailed(why, judge=self.name, kind=retry.kind) from None
                 attempt += 1
                 await self._sleep(delay)
             except BaseException:
@@ -188,10 +189,11 @@ class JudgeClient:
                     status, retry_after = response.status, response.headers.get("Retry-After")
             except TimeoutError:
                 self._failed("timeout")
-                raise _Retry(f"no answer within {self.config.timeout:g}s") from None
+                raise _Retry(f"no answer within {self.config.timeout:g}s", kind="timeout") from None
             except aiohttp.ClientError as error:
                 self._failed("connection_error")
-                raise _Retry(f"connection failed: {type(error).__name__}") from None
+                why = f"connection failed: {type(error).__name__}"
+                raise _Retry(why, kind="connection failed") from None
             finally:
                 self._metrics.judge_request_duration.labels(self.name).observe(
                     self._monotonic() - started
@@ -210,22 +212,24 @@ class JudgeClient:
         wait = parse_retry_after(retry_after, now=self._clock())
         if status == 429:
             self._failed("rate_limited")
-            raise _Retry("rate limited (HTTP 429)", retry_after=wait)
+            raise _Retry("rate limited (HTTP 429)", kind="HTTP 429", retry_after=wait)
         if status >= 500:
             self._failed("server_error")
-            raise _Retry(f"server error (HTTP {status})", retry_after=wait)
+            raise _Retry(f"server error (HTTP {status})", kind=f"HTTP {status}", retry_after=wait)
         self._count("client_error")
         if status == 400 and self.json_mode and b"response_format" in payload:
             # "Where supported": this endpoint refuses JSON mode, so ask in the prompt only.
             log.warning("judge %s: endpoint refuses response_format; not sending it", self.name)
             self.json_mode = False
             self.breaker.release()
-            raise _Retry("endpoint refused response_format", retry_after=0.0)
-        if status in _BROKEN_ENDPOINT:
-            self.breaker.failure()
-        else:
-            self.breaker.release()
-        raise JudgeFailed(f"HTTP {status}: {_error_message(payload)}", judge=self.name)
+            raise _Retry("endpoint refused response_format", kind="HTTP 400", retry_after=0.0)
+        # A 4xx may be about one request (a content filter), but one on every request is a
+        # broken endpoint (a wrong key or model: LiteLLM and others answer those with a 400).
+        # The breaker opens on failures in a row only, so the first kind cannot open it.
+        self.breaker.failure()
+        raise JudgeFailed(
+            f"HTTP {status}: {_error_message(payload)}", judge=self.name, kind=f"HTTP {status}"
+        )
 
     def _completion(self, payload: bytes, messages: Sequence[Mapping[str, str]]) -> Completion:
         try:
@@ -236,7 +240,9 @@ class JudgeClient:
         except (ValueError, KeyError, IndexError, TypeError) as error:
             self._failed("bad_response")
             raise JudgeFailed(
-                f"HTTP 200 without a chat completion in the body ({error})", judge=self.name
+                f"HTTP 200 without a chat completion in the body ({error})",
+                judge=self.name,
+                kind="bad response",
             ) from None
         self._count("ok")
         self.breaker.success()

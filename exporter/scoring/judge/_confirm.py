@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Mapping
 
 from exporter.config.model import Dimension
+from exporter.logs import FailureLog
 from exporter.metrics import Metrics
 from exporter.scoring.judge._errors import JudgeFailed, OverBudget
 from exporter.scoring.judge._grader import Grader
@@ -14,8 +16,12 @@ from exporter.types import Evaluation, ScoreResult
 
 __all__ = ["CONFIRMED_FLAG", "JudgeConfirmer"]
 
+log = logging.getLogger(__name__)
+
 #: Raised when the second judge agrees a conversation is bad (the dataset selects on it).
 CONFIRMED_FLAG = "confirmed_bad"
+#: Seconds between two log lines about one kind of failure of the judge (the counters get all).
+FAILURE_LOG_INTERVAL = 60.0
 
 
 class JudgeConfirmer:
@@ -25,7 +31,8 @@ class JudgeConfirmer:
     ``confirmed`` (the second judge also finds it bad), ``rejected`` (a bad first score of it
     joins ``evaluation.overturned``), ``error`` or ``skipped`` (budget spent). Where both
     judges scored, ``agent_quality_judge_score_difference`` records how far apart they were.
-    Nothing here raises: every failure is a counted verdict.
+    Nothing here raises: every failure is a counted verdict, and logged as the first-tier
+    scorers' failures are: the first of each kind with the judge's answer, then throttled.
     """
 
     name = "confirmation"
@@ -44,6 +51,7 @@ class JudgeConfirmer:
         self._flags = flags
         self._metrics = metrics
         self._deadline = deadline
+        self._failures = FailureLog(log, interval=FAILURE_LOG_INTERVAL)
 
     def targets(self, evaluation: Evaluation) -> list[str]:
         """Return the dimensions to re-score: all on a chosen flag, else the bad ones."""
@@ -67,7 +75,9 @@ class JudgeConfirmer:
         except TimeoutError:
             # Ours fires before the pipeline's, so a slow judge is a counted verdict too.
             late = JudgeFailed(
-                f"no verdict within {self._deadline:g}s", judge=self.grader.client.name
+                f"no verdict within {self._deadline:g}s",
+                judge=self.grader.client.name,
+                kind="timeout",
             )
             results = dict.fromkeys(targets, late)
         judge = self.grader.client.name
@@ -92,6 +102,8 @@ class JudgeConfirmer:
             else:
                 verdict = "error"
                 evaluation.errors[f"{self.name}:{name}"] = str(result)
+                where = f" on {evaluation.conversation.id!r} ({name})"
+                self._failures.failed(f"confirmation judge {judge}", result, where=where)
             self._metrics.judge_verdicts.labels(evaluation.agent, name, judge, verdict).inc()
         if skipped:
             self._metrics.dropped.labels("judge_budget").inc()

@@ -13,9 +13,9 @@ class JudgeError(ScorerError):
     #: The ``outcome`` label of ``agent_quality_judge_calls_total`` for this error.
     outcome = "failed"
 
-    def __init__(self, message: str, *, judge: str) -> None:
+    def __init__(self, message: str, *, judge: str, kind: str | None = None) -> None:
         self.judge = judge
-        super().__init__(f"judge {judge}: {message}")
+        super().__init__(f"judge {judge}: {message}", kind=kind or self.outcome)
 
 
 class JudgeFailed(JudgeError):

@@ -41,7 +41,7 @@ class Grader:
             limit = self.client.budget.limit or 0.0
             error = OverBudget(f"today's budget of {limit:g} USD is spent", judge=self.client.name)
             for _ in dimensions:
-                self._count(error.outcome)
+                self._count(error.outcome, error)
             return dict.fromkeys(dimensions, error)
         transcript = render_transcript(
             conversation, max_chars=self.client.config.max_input_chars, redact=self._redact
@@ -55,10 +55,11 @@ class Grader:
             completion = await self.client.complete(messages_for(rubric, transcript))
             verdict = parse_verdict(completion.content, rubric=rubric, judge=self.client.name)
         except JudgeError as error:
-            self._count(error.outcome)
+            self._count(error.outcome, error)
             return error
         self._count("ok")
         return verdict
 
-    def _count(self, outcome: str) -> None:
+    def _count(self, outcome: str, error: JudgeError | None = None) -> None:
         self._metrics.judge_calls.labels(self.client.name, outcome).inc()
+        self.client.health.record(outcome, error)

@@ -14,9 +14,9 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 from exporter.config.model import OtlpConfig
 from exporter.ingest.intake import Counts, Intake
-from exporter.ingest.otlp._assemble import assemble, encode
-from exporter.ingest.otlp._buffer import Partial, PartialBuffer
-from exporter.ingest.otlp._spans import ends_trace, extract
+from exporter.ingest.otlp.assemble import assemble, encode
+from exporter.ingest.otlp.buffer import Partial, PartialBuffer
+from exporter.ingest.otlp.spans import ends_trace, extract
 from exporter.metrics import OTLP_DROP_REASONS, OTLP_SPAN_OUTCOMES, OTLP_TRIGGERS, Metrics
 from exporter.model import Conversation, decode_conversation
 

@@ -14,10 +14,10 @@ from typing import Any
 
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
-from exporter.ingest.otlp._flat import openinference_messages, openllmetry_messages
-from exporter.ingest.otlp._messages import from_any, from_openai, stringify, system
-from exporter.ingest.otlp._values import as_int, as_text, attributes, from_json
-from exporter.model import Message
+from exporter.ingest.otlp.flat import openinference_messages, openllmetry_messages
+from exporter.ingest.otlp.messages import from_any, from_openai, stringify, system
+from exporter.ingest.otlp.values import as_int, as_text, attributes, from_json
+from exporter.model import Message, Role
 
 __all__ = ["SpanRecord", "ToolRun", "ends_trace", "extract", "is_genai"]
 
@@ -232,14 +232,15 @@ def _read_score(record: SpanRecord, body: dict[str, Any]) -> None:
 
 def _read_values(record: SpanRecord, attrs: Mapping[str, Any]) -> None:
     """Use an OpenInference agent span's plain-text ``input.value``/``output.value``."""
-    for key, role, target in (
+    sides: tuple[tuple[str, Role, list[Message]], ...] = (
         ("input", "user", record.inputs),
         ("output", "assistant", record.outputs),
-    ):
+    )
+    for key, role, target in sides:
         value = as_text(attrs.get(f"{key}.value"))
         mime = attrs.get(f"{key}.mime_type", "text/plain")
         if value is not None and mime == "text/plain":
-            target.append(Message(role=role, content=value))  # type: ignore[arg-type]
+            target.append(Message(role=role, content=value))
 
 
 def _tool_run(attrs: Mapping[str, Any], span: Span) -> ToolRun:

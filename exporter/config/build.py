@@ -1,8 +1,8 @@
 """Turn a validated, merged config document into the frozen ``Config``.
 
 The JSON Schema checks shapes; this module checks what a schema cannot (a threshold outside
-its scale, a scorer naming an undeclared dimension, an unset environment variable) and names
-the key path of each problem.
+its scale, a scorer naming an undeclared dimension) and names the key path of each problem.
+Secrets are not read here: exporter/config/secrets.py reads them when the daemon starts.
 """
 
 from __future__ import annotations
@@ -169,10 +169,7 @@ class _Builder:
         return ServerConfig(
             host=host.strip("[]"),
             port=int(port),
-            auth=AuthConfig(
-                bearer_token=self.bearer_token(auth),
-                protect_metrics=bool(auth.get("protect_metrics", False)),
-            ),
+            auth=self.auth(auth),
             max_body_bytes=limits["max_body_bytes"],
             max_batch_items=limits["max_batch_items"],
             tls=self.tls(server.get("tls") or {}),
@@ -189,29 +186,16 @@ class _Builder:
                 raise self.fail(f"$.server.tls.{name}", f"{path} is not a readable file")
         return TlsConfig(cert_file=cert, key_file=key)
 
-    def bearer_token(self, auth: Mapping[str, Any]) -> str | None:
+    def auth(self, auth: Mapping[str, Any]) -> AuthConfig:
+        # Only where the token is: it is read when the daemon starts (secrets.py).
         env, file = auth.get("bearer_token_env"), auth.get("bearer_token_file")
         if env and file:
             raise self.fail("$.server.auth", "set bearer_token_env or bearer_token_file, not both")
-        if env:
-            token = os.environ.get(env)
-            if not token:
-                raise self.fail(
-                    "$.server.auth.bearer_token_env",
-                    f"environment variable {env} is unset or empty",
-                )
-            return token
-        if file:
-            try:
-                token = Path(file).read_text("utf-8").strip()
-            except OSError as error:
-                raise self.fail(
-                    "$.server.auth.bearer_token_file", f"cannot read {file}: {error.strerror}"
-                ) from error
-            if not token:
-                raise self.fail("$.server.auth.bearer_token_file", f"{file} is empty")
-            return token
-        return None
+        return AuthConfig(
+            protect_metrics=bool(auth.get("protect_metrics", False)),
+            bearer_token_env=env or None,
+            bearer_token_file=file or None,
+        )
 
     def agents(self) -> tuple[str, ...]:
         agents = tuple(self.doc.get("agents") or ())
@@ -345,19 +329,12 @@ class _Builder:
                     f"a budget needs a price: set {path}.price or $.prices.{item['model']}",
                 )
             budget = item.get("daily_budget_usd")
-            env, key = item.get("api_key_env"), None
-            if env:
-                key = os.environ.get(env)
-                if not key:
-                    raise self.fail(
-                        f"{path}.api_key_env", f"environment variable {env} is unset or empty"
-                    )
             breaker = item["breaker"]
             result[name] = JudgeConfig(
                 name=name,
                 base_url=item["base_url"].rstrip("/"),
                 model=item["model"],
-                api_key=key,
+                api_key_env=item.get("api_key_env") or None,  # read at start: secrets.py
                 api_key_header=item["api_key_header"],
                 headers=MappingProxyType(dict(item["headers"])),
                 query=MappingProxyType(dict(item["query"])),

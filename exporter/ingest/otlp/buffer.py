@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from exporter.config.model import OtlpConfig
-from exporter.ingest.otlp._spans import SpanRecord
+from exporter.ingest.otlp.spans import SpanRecord
 
 __all__ = ["Partial", "PartialBuffer"]
 

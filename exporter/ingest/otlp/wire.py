@@ -21,8 +21,12 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from exporter.exceptions import InvalidPayload
 
 __all__ = [
+    "DEADLINE_EXCEEDED",
+    "INVALID_ARGUMENT",
     "JSON",
     "PROTOBUF",
+    "RESOURCE_EXHAUSTED",
+    "UNAVAILABLE",
     "decode_request",
     "encode_response",
     "encode_status",
@@ -35,7 +39,7 @@ _ID_FIELDS = ("traceId", "spanId", "parentSpanId", "trace_id", "span_id", "paren
 #: Characters of a decoder's error message passed on to the client.
 MAX_MESSAGE = 300
 # google.rpc.Code values used in error bodies.
-INVALID_ARGUMENT, UNAVAILABLE = 3, 14
+INVALID_ARGUMENT, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, UNAVAILABLE = 3, 4, 8, 14
 
 
 def media_type(content_type: str) -> str | None:

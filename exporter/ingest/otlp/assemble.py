@@ -16,7 +16,7 @@ from typing import Any
 
 import msgspec
 
-from exporter.ingest.otlp._spans import SpanRecord, ToolRun
+from exporter.ingest.otlp.spans import SpanRecord, ToolRun
 from exporter.model import Conversation, Message, ToolCall, Usage
 
 __all__ = ["UNKNOWN_AGENT", "assemble", "encode"]

@@ -1,9 +1,10 @@
 """Detect personal data in text: e-mail addresses, phone numbers, payment cards, IP addresses.
 
-Shared by the ``pii`` scorer and the dataset redaction (issue 7), so both agree on what counts.
-The detectors favour precision: an order number, a date, an ISO timestamp or a UUID must never
-look like a phone or a card, because every false flag is a false page. Every pattern is anchored
-on token boundaries so a scan stays linear in the text's length, even on hostile input.
+Shared by the ``pii`` scorer and ``exporter.redaction`` (the dataset, the judges' prompts), so
+both agree on what counts. The detectors favour precision: an order number, a date, an ISO
+timestamp or a UUID must never look like a phone or a card, because every false flag is a false
+page. Every pattern is anchored on token boundaries so a scan stays linear in the text's length,
+even on hostile input.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """``POST /v1/traces``: OTLP/HTTP, answered as the OTLP specification says.
 
-200 with an ExportTraceServiceResponse (partial success naming refused spans), 400 with a
-google.rpc.Status for a body that does not decode, 503 with Retry-After while draining, all in
-the request's encoding; 415 for other content types (with the SPEC's JSON error body, since
-there is no OTLP encoding to answer in).
+200 with an ExportTraceServiceResponse (partial success naming refused spans), a google.rpc.Status
+for a body that cannot be read (400, 408, 413, 415 for its Content-Encoding) or does not decode
+(400), 503 with Retry-After while draining, all in the request's encoding; 415 for other content
+types (with the JSON error body of docs/api.md, since there is no OTLP encoding to answer in).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -19,24 +19,30 @@ from aiohttp.typedefs import Handler
 from exporter.config.model import Config
 from exporter.exceptions import InvalidPayload
 from exporter.ingest.intake import Intake
-from exporter.ingest.otlp._receiver import TraceReceiver
-from exporter.ingest.otlp._wire import (
+from exporter.ingest.otlp import (
+    DEADLINE_EXCEEDED,
     INVALID_ARGUMENT,
+    RESOURCE_EXHAUSTED,
     UNAVAILABLE,
+    TraceReceiver,
     decode_request,
     encode_response,
     encode_status,
     media_type,
 )
 from exporter.metrics import Metrics
+from exporter.web.guard import error_body
+from exporter.web.ingest import read_body
+from exporter.web.keys import STATE
 
-__all__ = ["RECEIVER", "setup"]
+__all__ = ["setup"]
 
 log = logging.getLogger(__name__)
 
-RECEIVER = web.AppKey("otlp_receiver", TraceReceiver)
 #: Seconds between idle checks at most; shorter when the idle timeout is short.
 MAX_SWEEP_INTERVAL = 1.0
+#: google.rpc.Code of a body that could not be read, by HTTP status (else INVALID_ARGUMENT).
+_CODES = {408: DEADLINE_EXCEEDED, 413: RESOURCE_EXHAUSTED}
 
 
 class _Endpoint:
@@ -49,22 +55,18 @@ class _Endpoint:
         metrics: Metrics,
         max_body_bytes: int,
         draining: Callable[[], bool],
-        read_body: Callable[..., Awaitable[bytes]],
-        error_body: Callable[..., web.Response],
     ) -> None:
         self.receiver = receiver
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
         self.draining = draining
-        self.read_body = read_body
-        self.error_body = error_body
 
     async def handle(self, request: web.Request) -> web.Response:
         """Answer one OTLP/HTTP export request."""
         encoding = media_type(request.headers.get("Content-Type", ""))
         if encoding is None:
             self.metrics.rejected.labels("traces", "content_type").inc()
-            return self.error_body(
+            return error_body(
                 415,
                 "unsupported content type",
                 f"got {request.content_type!r}; send application/x-protobuf or application/json",
@@ -73,7 +75,10 @@ class _Endpoint:
             response = _status(503, UNAVAILABLE, "shutting down; retry another replica", encoding)
             response.headers["Retry-After"] = "5"
             return response
-        body = await self.read_body(request, max_bytes=self.max_body_bytes)
+        try:
+            body = await read_body(request, max_bytes=self.max_body_bytes)
+        except web.HTTPException as error:  # 400, 408, 413, 415: answered in OTLP's encoding
+            return _refused(error, encoding)
         try:
             export = decode_request(body, encoding=encoding)
         except InvalidPayload as error:
@@ -93,6 +98,15 @@ def _status(status: int, code: int, message: str, encoding: str) -> web.Response
     return web.Response(status=status, body=payload, content_type=encoding)
 
 
+def _refused(error: web.HTTPException, encoding: str) -> web.Response:
+    """Return ``read_body``'s refusal as a google.rpc.Status, closing as it would have."""
+    code = _CODES.get(error.status, INVALID_ARGUMENT)
+    response = _status(error.status, code, error.text or error.reason, encoding)
+    if error.keep_alive is False:  # the body was not read to its end
+        response.force_close()
+    return response
+
+
 def setup(app: web.Application, *, config: Config, intake: Intake, metrics: Metrics) -> Handler:
     """Add the background completion of idle conversations to ``app``; return the handler.
 
@@ -101,11 +115,6 @@ def setup(app: web.Application, *, config: Config, intake: Intake, metrics: Metr
     Call it after the scoring pipeline's ``cleanup_ctx`` is registered: contexts exit in
     reverse order, so what is left in the buffer at shutdown reaches a running pipeline.
     """
-    # Imported here: exporter.web imports the app factory, which imports this package.
-    from exporter.ingest.http import read_body
-    from exporter.web.guard import error_body
-    from exporter.web.keys import STATE
-
     receiver = TraceReceiver(config=config.otlp, intake=intake, metrics=metrics)
 
     def draining() -> bool:
@@ -117,10 +126,7 @@ def setup(app: web.Application, *, config: Config, intake: Intake, metrics: Metr
         metrics=metrics,
         max_body_bytes=config.server.max_body_bytes,
         draining=draining,
-        read_body=read_body,
-        error_body=error_body,
     )
-    app[RECEIVER] = receiver
     interval = min(MAX_SWEEP_INTERVAL, config.otlp.idle_timeout / 4)
 
     async def completion(app: web.Application) -> AsyncIterator[None]:

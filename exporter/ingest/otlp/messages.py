@@ -12,11 +12,11 @@ from typing import Any
 
 import msgspec
 
-from exporter.model import Message, ToolCall
+from exporter.model import Message, Role, ToolCall
 
 __all__ = ["from_any", "from_genai", "from_openai", "normalise_role", "stringify", "system"]
 
-_ROLES = {
+_ROLES: dict[str, Role] = {
     "system": "system",
     "developer": "developer",
     "user": "user",
@@ -45,7 +45,7 @@ _NOT_TEXT = frozenset(
 )
 
 
-def normalise_role(role: Any) -> str | None:
+def normalise_role(role: Any) -> Role | None:
     """Return the OpenAI-style role for ``role``, or None for one we cannot place."""
     if not isinstance(role, str):
         return None
@@ -69,7 +69,7 @@ def _arguments(value: Any) -> str | dict[str, Any] | None:
 
 
 def _message(
-    role: str,
+    role: Role,
     text: list[str],
     tool_calls: list[ToolCall],
     *,
@@ -79,7 +79,7 @@ def _message(
     if content is None and not tool_calls:
         return None  # an image-only or empty message says nothing a scorer can read
     return Message(
-        role=role,  # type: ignore[arg-type]  # normalise_role returned one of the literals
+        role=role,
         content=content,
         tool_calls=tool_calls or None,
         name=name if isinstance(name, str) and name else None,

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-from typing import TYPE_CHECKING
-
 import msgspec
 from aiohttp import web
 
@@ -14,68 +11,17 @@ from exporter.ingest.decode import Batch, invalid_utf8, shorten, split_json, spl
 from exporter.ingest.intake import Counts, Intake
 from exporter.metrics import Metrics
 from exporter.model import decode_feedback
+from exporter.web.body import read_body
 from exporter.web.guard import error_body
+from exporter.web.keys import AppState
 
-if TYPE_CHECKING:  # exporter.web imports this module through its app factory
-    from exporter.web.keys import AppState
-
+# read_body is the one way in for every handler that reads a body, OTLP ones included.
 __all__ = ["IngestEndpoints", "read_body"]
 
 _JSON_TYPES = frozenset({"application/json", ""})
 _NDJSON_TYPES = frozenset({"application/x-ndjson", "application/jsonl", "application/ndjson"})
 #: Rejected items listed one by one in a response; the rest are only counted.
 MAX_LISTED_REJECTIONS = 100
-#: Seconds a client has to send the whole body once its headers are in. aiohttp has no read
-#: timeout of its own, so a client that stalls mid-body would hold its handler forever. An
-#: OpenTelemetry Collector gives up on an export after 30 s by default: nobody waits longer.
-BODY_READ_TIMEOUT = 30.0
-
-
-async def read_body(request: web.Request, *, max_bytes: int) -> bytes:
-    """Read the whole body, gzip already undone, refusing more than ``max_bytes``.
-
-    aiohttp decompresses ``Content-Encoding: gzip`` incrementally and ``client_max_size``
-    (set to the same limit) stops reading past it, so a gzip bomb costs at most the limit.
-    A body that takes longer than ``BODY_READ_TIMEOUT`` is a 408. After any of these errors
-    the connection is closed once the answer is sent (see ``_stop_reading``).
-    """
-    length = request.content_length
-    if length is not None and length > max_bytes:
-        too_large = web.HTTPRequestEntityTooLarge(max_size=max_bytes, actual_size=length)
-        # An uncompressed rest costs nothing to skip; lingering lets the client read the 413.
-        if request.headers.get("Content-Encoding"):
-            _stop_reading(request, too_large)
-        raise too_large
-    failure: web.HTTPException
-    try:
-        if request.content.is_eof():
-            # The whole body came with the headers (most posts): nothing to wait for, and a
-            # timer would cost more than the rest of reading it.
-            return await request.read()
-        async with asyncio.timeout(BODY_READ_TIMEOUT):
-            return await request.read()
-    except web.HTTPRequestEntityTooLarge as error:
-        failure = error
-    except TimeoutError:
-        failure = web.HTTPRequestTimeout(
-            text=f"the body did not arrive within {BODY_READ_TIMEOUT:g}s of the headers"
-        )
-    except Exception as error:  # a broken gzip stream, a client that went away
-        failure = web.HTTPBadRequest(text=f"cannot read the request body: {error}")
-    _stop_reading(request, failure)
-    raise failure
-
-
-def _stop_reading(request: web.Request, answer: web.HTTPException) -> None:
-    """Close the connection after the answer instead of reading the rest of the body.
-
-    Once a handler has answered, aiohttp reads and discards what is left of the body for up to
-    10 s ("lingering"), inflating it if it is compressed: seconds of CPU for one gzip bomb, ten
-    seconds of waiting for a stalled client, and an error logged for a broken gzip stream. A
-    timeout set on the stream ends the lingering at once, as its own deadline would.
-    """
-    request.content.set_exception(TimeoutError("the exporter stopped reading this body"))
-    answer.force_close()  # `Connection: close`, so the client does not reuse the connection
 
 
 def _media_type(request: web.Request) -> str:
