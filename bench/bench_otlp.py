@@ -29,7 +29,7 @@ from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from exporter.config import load_config
-from exporter.ingest.otlp import PROTOBUF, TraceReceiver, decode_request
+from exporter.ingest.otlp import PROTOBUF, OtlpReceiver, decode_request
 from exporter.web import create_app
 from exporter.web.keys import INTAKE, METRICS
 from tests.support.fake_agent import FakeAgent, provider, scripts
@@ -60,7 +60,7 @@ def in_process(bodies: list[bytes]) -> float:
     """Return spans/s through decode, span reading, buffering, assembly and the intake."""
     config = load_config()
     app = create_app(config)
-    receiver = TraceReceiver(config=config.otlp, intake=app[INTAKE], metrics=app[METRICS])
+    receiver = OtlpReceiver(config=config.otlp, intake=app[INTAKE], metrics=app[METRICS])
 
     async def run() -> float:
         started = time.perf_counter()

@@ -2,11 +2,11 @@
 
     python bench/run_all.py [--quick] [--only ingest,scrape,...]
 
-Runs ingest, OTLP, scoring, scrape, memory, bombs, dataset and judge, in that order. Each
-bench's own output (its baselines and ratios, all measured in the same run) goes to stderr as
-it runs; at the end a table of the key figures with their targets goes to stderr, and the same
-table as Markdown, with the machine it ran on, to stdout for docs/benchmarks.md. Exits 1 when
-a figure misses its target or a bench fails.
+Runs ingest, OTLP, OTLP memory, scoring, scrape, memory, bombs, dataset and judge, in that
+order. Each bench's own output (its baselines and ratios, all measured in the same run) goes to
+stderr as it runs; at the end a table of the key figures with their targets goes to stderr, and
+the same table as Markdown, with the machine it ran on, to stdout for docs/benchmarks.md. Exits 1
+when a figure misses its target or a bench fails.
 
 ``--quick`` shortens every bench (memory runs 1 minute) to try the command out; the figures
 it gives are rough. Expect the full run to take about ten minutes.
@@ -89,6 +89,7 @@ BENCHES = [
             "http_per_cpu_s": ("daemon over HTTP, per server CPU second", 0),
         },
     ),
+    Bench("otlp_memory", "bench_otlp_memory", quick=("--max-mib", "32")),
     Bench("scoring", "bench_scoring", quick=("--conversations", "5000", "--rounds", "1")),
     Bench("scrape", "bench_scrape", quick=("--scrapes", "20")),
     Bench("memory", "bench_memory", quick=("--minutes", "1")),
@@ -121,6 +122,12 @@ ROWS = [
     Row("otlp", "in_process", "OTLP spans/s in process (decode + assembly + intake)", ",.0f"),
     Row("otlp", "http", "OTLP spans/s over HTTP (wall)", ",.0f"),
     Row("otlp", "http_per_cpu_s", "OTLP spans per server CPU-second over HTTP", ",.0f"),
+    Row("otlp_memory", "ratio_traces", "OTLP buffer at its bound: RSS growth / buffer_bytes",
+        ".2f", "<= 1.5", at_most(1.5)),
+    Row("otlp_memory", "ratio_one_trace", "same, every span in one trace", ".2f", "<= 1.5",
+        at_most(1.5)),
+    Row("otlp_memory", "ratio_events", "same, content as log records (events)", ".2f",
+        "<= 1.5", at_most(1.5)),
     Row("scoring", "scored_per_cpu_s", "deterministic scoring, conversations per CPU-second",
         ",.0f", ">= 5,000", at_least(5_000)),
     Row("scoring", "ratio_to_no_scorers", "scoring / pipeline with no scorers (CPU)", ".2f"),

@@ -39,6 +39,8 @@ _Count = Annotated[int, msgspec.Meta(ge=0)] | Annotated[float, msgspec.Meta(ge=0
 _Timestamp = Annotated[dt.datetime, msgspec.Meta(extra_json_schema={"format": "date-time"})]
 # Signal and score values are scalars; nested structures there are almost always a bug upstream.
 _Scalar = bool | int | float | str | None
+#: The roles whose text is the conversation itself (system prompts and tool output frame it).
+_SPEAKERS = frozenset({"user", "assistant"})
 
 
 class ToolCall(msgspec.Struct, gc=False):
@@ -103,6 +105,17 @@ class Conversation(msgspec.Struct, gc=False):
             if message.role == "assistant" and message.content:
                 return message.text()
         return ""
+
+    def has_text(self) -> bool:
+        """Say whether any user or assistant message has text (not only tool calls, results).
+
+        Without it the content was not sent (instrumentation that records no message content,
+        docs/otlp.md): only scorers that need no text can say anything about the conversation.
+        """
+        for message in self.messages:
+            if message.role in _SPEAKERS and message.content and message.text().strip():
+                return True
+        return False
 
 
 class Feedback(msgspec.Struct, gc=False):

@@ -9,7 +9,15 @@ from typing import Protocol, runtime_checkable
 
 from exporter.model import Conversation
 
-__all__ = ["Closeable", "Confirmer", "Evaluation", "EvaluationSink", "ScoreResult", "Scorer"]
+__all__ = [
+    "Closeable",
+    "Confirmer",
+    "Evaluation",
+    "EvaluationSink",
+    "ScoreResult",
+    "Scorer",
+    "needs_text",
+]
 
 
 def _empty() -> Mapping[str, str]:
@@ -38,6 +46,12 @@ class Scorer(Protocol):
     bounded by the input and does not wait for I/O (the built-in checks). The pipeline then
     runs it in the worker's own task, without a task or timer of its own; every other scorer
     (judges, plugins) runs concurrently under the per-scorer timeout.
+
+    A scorer may set ``needs_text = False`` to say that it can score a conversation without
+    any user or assistant text: tool outcomes, signals, upstream scores (``tool_success``,
+    ``user_feedback``, ``passthrough``). Such conversations (content capture off in the
+    agent's instrumentation) go only to those scorers, and are dropped as ``no_content`` when
+    there is none; a scorer without the attribute needs text (``needs_text()`` reads it).
     """
 
     name: str
@@ -45,6 +59,11 @@ class Scorer(Protocol):
     async def score(self, conversation: Conversation) -> ScoreResult:
         """Return scores and flags for ``conversation``; raise to count an error."""
         ...
+
+
+def needs_text(scorer: object) -> bool:
+    """Say whether ``scorer`` needs user or assistant text (true unless it says otherwise)."""
+    return getattr(scorer, "needs_text", True) is not False
 
 
 @runtime_checkable

@@ -174,6 +174,7 @@ class TestDecompressionBombs:
             ("/v1/conversations", NDJSON),
             ("/v1/traces", PROTOBUF),
             ("/v1/traces", JSON),
+            ("/v1/logs", PROTOBUF),
             ("/v1/feedback", JSON),
         ]
         pid = daemon.process.pid
@@ -187,9 +188,10 @@ class TestDecompressionBombs:
             answer = exchange(daemon.port, request)
             assert answer[0] == 413, answer
             assert answer[1]["connection"] == "close"
-            if path == "/v1/traces" and content_type == PROTOBUF:
+            otlp = path in ("/v1/traces", "/v1/logs")
+            if otlp and content_type == PROTOBUF:
                 assert status_of(answer).code == 8  # RESOURCE_EXHAUSTED
-            elif path == "/v1/traces":
+            elif otlp:
                 assert json.loads(answer[2])["code"] == 8
             else:
                 assert str(LIMIT) in error_of(answer)["detail"]

@@ -371,7 +371,9 @@ def gzip_bomb(inflated_mib: int) -> bytes:
 
 
 class TestCompression:
-    @pytest.mark.parametrize("path", ["/v1/conversations", "/v1/feedback", "/v1/traces"])
+    @pytest.mark.parametrize(
+        "path", ["/v1/conversations", "/v1/feedback", "/v1/traces", "/v1/logs"]
+    )
     async def test_gzip_bomb(self, client: Client, path: str) -> None:
         """900 MiB from 1 MB: a 413 at once, the connection closed, no CPU burnt after."""
         bomb = gzip_bomb(900)
@@ -380,7 +382,7 @@ class TestCompression:
         status, headers, answer = await post(client, path, bomb, **{"Content-Encoding": "gzip"})
         assert status == 413
         assert headers["Connection"] == "close"
-        if path == "/v1/traces":  # a google.rpc.Status in the request's encoding
+        if path in ("/v1/traces", "/v1/logs"):  # a google.rpc.Status in the request's encoding
             assert json.loads(answer)["code"] == 8  # RESOURCE_EXHAUSTED
         else:
             error_of(status, answer)
@@ -471,8 +473,10 @@ class TestBatches:
             ("/v1/conversations", NDJSON, 400),
             ("/v1/feedback", JSON, 400),
             ("/v1/traces", JSON, 400),
+            ("/v1/logs", JSON, 400),
             # An empty protobuf message is a valid, empty export.
             ("/v1/traces", "application/x-protobuf", 200),
+            ("/v1/logs", "application/x-protobuf", 200),
         ],
     )
     @pytest.mark.parametrize("body", [b"", b" \n\r\n\t "])
@@ -484,7 +488,7 @@ class TestBatches:
             status = 400
         got, _, answer = await post(client, path, body, content_type)
         assert got == status, answer[:300]
-        if got == 400 and path != "/v1/traces":
+        if got == 400 and path not in ("/v1/traces", "/v1/logs"):
             error_of(got, answer)
         await assert_serving(client)
 

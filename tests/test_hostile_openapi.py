@@ -84,6 +84,7 @@ class TestDocument:
             ("POST", "/v1/conversations"),
             ("POST", "/v1/feedback"),
             ("POST", "/v1/traces"),
+            ("POST", "/v1/logs"),
         }
 
     def test_listed_rejections_cap_matches_the_code(self) -> None:

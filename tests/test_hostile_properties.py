@@ -26,7 +26,7 @@ from exporter.config import Config
 from exporter.web import create_app
 from exporter.web.keys import PIPELINE, REGISTRY
 from tests.conftest import EXAMPLE_CONVERSATION
-from tests.support.fake_agent import export_request, make_span
+from tests.support.fake_agent import export_request, logs_request, make_log, make_span
 
 Client = TestClient[web.Request, web.Application]
 
@@ -44,8 +44,10 @@ CONFIG = {
     "pipeline": {"queue_size": 3, "workers": 1},
 }
 AGENTS = ("support-bot", "other")
-DROP_REASONS = ("queue_full", "daily_budget", "shutdown")
-PATHS = ("/v1/conversations", "/v1/feedback", "/v1/traces")
+OTLP_DROPS = ("otlp_buffer_full", "otlp_no_messages", "otlp_invalid")
+DROP_REASONS = ("queue_full", "daily_budget", "shutdown", "no_content", *OTLP_DROPS)
+PATHS = ("/v1/conversations", "/v1/feedback", "/v1/traces", "/v1/logs")
+OTLP_PATHS = ("/v1/traces", "/v1/logs")
 CONTENT_TYPES = (
     "application/json",
     "application/x-ndjson",
@@ -75,6 +77,18 @@ scalars = (
 )
 json_values = st.recursive(
     scalars,
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=6), children, max_size=3)
+    ),
+    max_leaves=10,
+)
+#: What an OTLP AnyValue can hold: integers are 64-bit there.
+any_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**63 - 1)
+    | st.floats()
+    | st.text(max_size=12),
     lambda children: (
         st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=6), children, max_size=3)
     ),
@@ -237,6 +251,48 @@ def trace_bodies(draw: st.DrawFn) -> tuple[bytes, str]:
     return draw(st.binary(max_size=200)), draw(st.sampled_from([JSON_TYPE, PROTOBUF_TYPE]))
 
 
+@st.composite
+def log_bodies(draw: st.DrawFn) -> tuple[bytes, str]:
+    """Return an OTLP logs body: GenAI events and log lines, valid or damaged."""
+    trace = draw(st.integers(1, 2**64))
+    user = [{"role": "user", "parts": [{"type": "text", "content": draw(st.text(max_size=20))}]}]
+    event = draw(
+        st.sampled_from(
+            [
+                "gen_ai.client.inference.operation.details",
+                "gen_ai.user.message",
+                "gen_ai.choice",
+                "gen_ai.evaluation.result",
+                "",
+            ]
+        )
+    )
+    attributes = {"gen_ai.input.messages": draw(st.just(user) | any_values)}
+    record = make_log(event, attributes, body=draw(any_values), trace=trace, span=trace % 999 + 1)
+    request = logs_request(record, make_log(None, body="a log line", trace=None, span=None))
+    kind = draw(st.sampled_from(["protobuf", "flipped", "json", "json-value", "raw"]))
+    if kind == "protobuf":
+        return request.SerializeToString(), PROTOBUF_TYPE
+    if kind == "flipped":
+        raw = bytearray(request.SerializeToString())
+        for index in draw(st.lists(st.integers(0, len(raw) - 1), min_size=1, max_size=4)):
+            raw[index] = draw(st.integers(0, 255))
+        return bytes(raw), PROTOBUF_TYPE
+    if kind == "json":
+        record_json = {
+            "traceId": f"{trace:032x}",
+            "spanId": draw(st.sampled_from(["0" * 15 + "1", "zz", ""])),
+            "eventName": event,
+            "attributes": [
+                {"key": "gen_ai.input.messages", "value": {"stringValue": json.dumps(user)}}
+            ],
+        }
+        return encode({"resourceLogs": [{"scopeLogs": [{"logRecords": [record_json]}]}]}), JSON_TYPE
+    if kind == "json-value":
+        return encode({"resourceLogs": draw(json_values)}), JSON_TYPE
+    return draw(st.binary(max_size=200)), draw(st.sampled_from([JSON_TYPE, PROTOBUF_TYPE]))
+
+
 JSON_TYPE, PROTOBUF_TYPE = "application/json", "application/x-protobuf"
 
 
@@ -253,6 +309,8 @@ def requests(draw: st.DrawFn) -> Request:
     path = draw(st.sampled_from(PATHS))
     if path == "/v1/traces":
         body, content_type = draw(trace_bodies())
+    elif path == "/v1/logs":
+        body, content_type = draw(log_bodies())
     else:
         body = draw(conversation_bodies() if path == "/v1/conversations" else feedback_bodies())
         content_type = JSON_TYPE
@@ -300,7 +358,7 @@ def total(client: Client, name: str, label: str, values: tuple[str, ...]) -> flo
 def check_answer(request: Request, status: int, content_type: str, body: bytes) -> None:
     """Assert the answer is no 5xx and a 4xx has the body its endpoint promises."""
     assert status < 500, (status, body[:300])
-    otlp = request.path == "/v1/traces" and status in (200, 400, 503)
+    otlp = request.path in OTLP_PATHS and status in (200, 400, 503)
     if otlp and content_type.startswith(PROTOBUF_TYPE):
         if status == 400:
             assert Status.FromString(body).message
@@ -338,7 +396,9 @@ async def assert_consistent(client: Client, ledger: Ledger) -> None:
         for s in family.samples
         if s.name == "agent_quality_otlp_conversations_total"
     )
-    assert received == ledger.accepted + assembled
+    # A conversation from OTLP is received when it leaves the span buffer, assembled or not.
+    refused = total(client, "agent_quality_dropped_total", "reason", OTLP_DROPS)
+    assert received == ledger.accepted + assembled + refused
     assert received == not_sampled + buffered + scored + dropped
 
 

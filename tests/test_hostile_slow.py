@@ -31,7 +31,7 @@ Client = TestClient[web.Request, web.Application]
 
 #: Long enough for a POST and a scrape on a busy machine, before the stalled request's 408.
 DEADLINE = 2.0
-PATHS = ("/v1/conversations", "/v1/feedback", "/v1/traces")
+PATHS = ("/v1/conversations", "/v1/feedback", "/v1/traces", "/v1/logs")
 
 
 @pytest.fixture
@@ -108,14 +108,14 @@ async def assert_cut_off(
 ) -> None:
     """The stalled request gets the 408 from our body deadline, then the socket closes.
 
-    JSON error body, or on /v1/traces a google.rpc.Status (here in JSON, as the request was).
+    JSON error body, or on the OTLP paths a google.rpc.Status (here in JSON, as the request was).
     """
     status, headers, body = await asyncio.wait_for(answer, 60)
     waited = time.monotonic() - started
     assert status == 408
     assert headers["connection"] == "close"
     document = json.loads(body)
-    if path == "/v1/traces":
+    if path in ("/v1/traces", "/v1/logs"):
         assert document["code"] == 4  # DEADLINE_EXCEEDED
         message = document["message"]
     else:

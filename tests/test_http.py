@@ -101,6 +101,45 @@ class TestConversations:
         assert "evil" not in text
 
 
+class TestWithoutText:
+    """A conversation with no user or assistant text is not scored as a bad answer."""
+
+    #: Only a tool call and its failed result: the agent's tracing sent no message content.
+    TOOLS_ONLY = conversation(
+        id="tools-only",
+        messages=[
+            {"role": "assistant", "content": None, "tool_calls": [{"id": "t1", "name": "f"}]},
+            {"role": "tool", "tool_call_id": "t1", "content": "HTTP 503", "error": True},
+        ],
+    )
+
+    async def test_only_scorers_that_need_no_text_score_it(self, client_for: MakeClient) -> None:
+        """Default scorers: tool_success and user_feedback score it; final_answer does not."""
+        client = await client_for(**ALL)
+        response = await client.post("/v1/conversations", json=self.TOOLS_ONLY)
+        assert await response.json() == {"accepted": 1, "sampled": 1, "dropped": 0}
+        await settle(client)
+        agent = {"agent": "support-bot"}
+        for dimension, count in (("tool_success", 1), ("user_feedback", 1), ("final_answer", 0)):
+            labels = {**agent, "dimension": dimension}
+            assert sample(client, "agent_quality_score_count", **labels) == count, dimension
+        assert sample(client, "agent_quality_flags_total", **agent, flag="no_final_answer") == 0
+        assert sample(client, "agent_quality_flags_total", **agent, flag="tool_error") == 1
+
+    async def test_dropped_as_no_content_without_such_scorers(self, client_for: MakeClient) -> None:
+        """Only text checks configured: dropped at once, counted, no sample spent on it."""
+        client = await client_for(scorers=[{"type": "final_answer"}], **ALL)
+        response = await client.post("/v1/conversations", json=[self.TOOLS_ONLY, conversation()])
+        assert await response.json() == {"accepted": 2, "sampled": 1, "dropped": 1}
+        await settle(client)
+        assert sample(client, "agent_quality_dropped_total", reason="no_content") == 1
+        assert sample(client, "agent_quality_conversations_total", agent="support-bot") == 2
+        assert sample(client, "agent_quality_scored_total", agent="support-bot") == 1
+        assert (
+            sample(client, "agent_quality_sampled_total", agent="support-bot", reason="base") == 1
+        )
+
+
 class TestErrors:
     @pytest.mark.parametrize(
         ("body", "where"),

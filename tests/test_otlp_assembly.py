@@ -15,9 +15,25 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from exporter.config.model import OtlpConfig
-from exporter.ingest.otlp import Partial, PartialBuffer, SpanRecord, assemble, extract
+from exporter.ingest.otlp import (
+    Partial,
+    PartialBuffer,
+    SpanRecord,
+    assemble,
+    extract,
+    extract_event,
+)
+from exporter.ingest.otlp.buffer import PARTIAL_BYTES
 from exporter.model import Conversation, decode_conversation
-from tests.support.fake_agent import Convention, FakeAgent, Script, make_span, provider, scripts
+from tests.support.fake_agent import (
+    Convention,
+    FakeAgent,
+    Script,
+    make_log,
+    make_span,
+    provider,
+    scripts,
+)
 
 
 class Clock:
@@ -63,7 +79,7 @@ def conversation_of(partial: Partial) -> Conversation:
     assembled = assemble(
         key=partial.key,
         conversation_id=partial.conversation_id,
-        records=partial.records,
+        records=partial.records(),
         service=partial.service,
     )
     assert assembled is not None
@@ -152,7 +168,7 @@ class TestAssembly:
         buffer.end_trace((1).to_bytes(16, "big"))
         (partial,) = buffer.take_ended()
         assert partial.key == "c-42"
-        assert len(partial.records) == 2
+        assert len(partial.records()) == 2
 
     def test_without_content_capture_tools_still_make_a_conversation(self) -> None:
         """GenAI content is opt-in: tool spans alone still give calls and their outcomes."""
@@ -199,12 +215,130 @@ class TestAssembly:
         assert usage(agent, make_span(chat, span=4, parent=1)) == 500
 
 
-def _record(span: Span, size: int | None = None) -> SpanRecord:
+#: The assistant's call of the ``refund`` tool, as gen_ai.output.messages records it.
+CALL = [{"role": "assistant", "parts": [{"type": "tool_call", "id": "c1", "name": "refund"}]}]
+
+
+class TestContent:
+    """What the transcript says when content comes late, hidden, or from events."""
+
+    SAW = "refund failed: the payment service is down"
+
+    def spans(self, *, next_call: bool) -> list[Span]:
+        user = [{"role": "user", "parts": [{"type": "text", "content": "Refund A-1"}]}]
+        first = {
+            "gen_ai.operation.name": "chat",
+            "gen_ai.input.messages": json.dumps(user),
+            "gen_ai.output.messages": json.dumps(CALL),
+        }
+        tool = {
+            "gen_ai.operation.name": "execute_tool",
+            "gen_ai.tool.name": "refund",
+            "gen_ai.tool.call.id": "c1",
+        }
+        response = {"type": "tool_call_response", "id": "c1", "response": self.SAW}
+        result = [{"role": "tool", "parts": [response]}]
+        answer = [{"role": "assistant", "parts": [{"type": "text", "content": "Sorry."}]}]
+        second = {
+            "gen_ai.operation.name": "chat",
+            "gen_ai.input.messages": json.dumps(user + CALL + result),
+            "gen_ai.output.messages": json.dumps(answer),
+        }
+        spans = [
+            make_span(first, span=2, parent=1, start=10),
+            make_span(tool, span=3, parent=1, start=20, error="PaymentError: HTTP 503"),
+        ]
+        return spans + ([make_span(second, span=4, parent=1, start=30)] if next_call else [])
+
+    @pytest.mark.parametrize("order", [1, -1])
+    def test_tool_result_is_what_the_model_saw(self, order: int) -> None:
+        """The next call's input beats the span's status message; the status marks the error."""
+        spans = self.spans(next_call=True)[::order]
+        assembled = assemble(
+            key="k", conversation_id=None, records=list(records(spans)), service=None
+        )
+        assert assembled is not None
+        (result,) = [m for m in assembled.messages if m.role == "tool"]
+        assert result.content == self.SAW
+        assert result.error == "PaymentError: HTTP 503"
+        assert assembled.signals == {"tool_error": True}
+
+    def test_status_message_when_the_model_input_was_not_recorded(self) -> None:
+        """Without a next call, the failed tool's only text is its status message."""
+        spans = self.spans(next_call=False)
+        assembled = assemble(
+            key="k", conversation_id=None, records=list(records(spans)), service=None
+        )
+        assert assembled is not None
+        (result,) = [m for m in assembled.messages if m.role == "tool"]
+        assert result.content == "PaymentError: HTTP 503"
+
+    def test_openinference_redacted_values_are_no_content(self) -> None:
+        """OPENINFERENCE_HIDE_*: "__REDACTED__" is no text, not a message saying it."""
+        llm = {
+            "openinference.span.kind": "LLM",
+            "input.value": "__REDACTED__",
+            "llm.input_messages.0.message.role": "user",
+            "llm.input_messages.0.message.content": "__REDACTED__",
+        }
+        agent = {"openinference.span.kind": "AGENT", "input.value": "__REDACTED__"}
+        tool = {
+            "openinference.span.kind": "TOOL",
+            "tool.name": "refund",
+            "tool.id": "c9",
+            "input.value": "__REDACTED__",
+            "output.value": "__REDACTED__",
+        }
+        spans = [
+            make_span(agent),
+            make_span(llm, span=2, parent=1),
+            make_span(tool, span=3, parent=1),
+        ]
+        assembled = assemble(
+            key="k", conversation_id=None, records=list(records(spans)), service="s"
+        )
+        assert assembled is not None
+        assert [(m.role, m.content) for m in assembled.messages] == [
+            ("assistant", None),
+            ("tool", None),
+        ]
+        assert assembled.messages[1].tool_call_id == "c9"
+        assert not assembled.has_text()
+
+    def test_events_take_their_span_place(self) -> None:
+        """An event's messages sit at its span's times, before later spans' messages."""
+        call = {"gen_ai.operation.name": "chat"}
+        answer = [{"role": "assistant", "parts": [{"type": "text", "content": "Done."}]}]
+        question = [{"role": "user", "parts": [{"type": "text", "content": "Refund A-1"}]}]
+        spans = [
+            make_span(call, span=2, parent=1, start=10),
+            make_span(
+                {**call, "gen_ai.output.messages": json.dumps(answer)}, span=3, parent=1, start=50
+            ),
+        ]
+        late_event = make_log(DETAILS, {"gen_ai.input.messages": question}, span=2, time=99)
+        event = extract_event(late_event, DETAILS)
+        assert event is not None
+        assembled = assemble(
+            key="k", conversation_id=None, records=[*records(spans), event], service=None
+        )
+        assert assembled is not None
+        assert [m.text() for m in assembled.messages] == ["Refund A-1", "Done."]
+
+
+def _record(span: Span) -> SpanRecord:
     record = extract(span)
     assert record is not None
-    if size is not None:
-        record.size = size
     return record
+
+
+DETAILS = "gen_ai.client.inference.operation.details"
+
+
+def _sized(size: int) -> dict[str, Any]:
+    """Return span attributes whose record grows with ``size``: a user message that long."""
+    message = [{"role": "user", "parts": [{"type": "text", "content": "x" * size}]}]
+    return {"gen_ai.input.messages": json.dumps(message)}
 
 
 class TestBuffer:
@@ -219,12 +353,15 @@ class TestBuffer:
 
     def test_overflow_by_bytes(self) -> None:
         """Past max_bytes the oldest leave until the rest fits."""
-        buffer = PartialBuffer(config(max_bytes=2500))
+        one = PartialBuffer(config())
+        one.add(_record(make_span(_sized(1000), trace=1, parent=9)), service=None)
+        each = one.nbytes
+        assert 1000 < each < 1000 + PARTIAL_BYTES + 400  # the content, and what holds it
+        buffer = PartialBuffer(config(max_bytes=each * 2 + each // 2))
         for trace in range(1, 4):
-            span = make_span({"gen_ai.x": 1}, trace=trace, parent=9)
-            buffer.add(_record(span, size=1000), service=None)
+            buffer.add(_record(make_span(_sized(1000), trace=trace, parent=9)), service=None)
         assert [p.key[-1] for p in buffer.take_overflow()] == ["1"]
-        assert buffer.nbytes == 2000
+        assert buffer.nbytes == 2 * each
 
     def test_spans_after_eviction_are_late(self) -> None:
         """An evicted conversation does not come back as a fragment."""
@@ -257,7 +394,7 @@ class TestBuffer:
     @given(
         st.lists(
             st.tuples(
-                st.sampled_from(["add", "end", "overflow", "tick", "expire"]),
+                st.sampled_from(["add", "bare", "event", "end", "overflow", "tick", "expire"]),
                 st.integers(1, 12),  # trace
                 st.sampled_from([None, "a", "b"]),  # conversation id
                 st.integers(1, 3000),  # size
@@ -268,7 +405,11 @@ class TestBuffer:
     def test_bounds_and_byte_accounting_hold(
         self, operations: list[tuple[str, int, str | None, int]]
     ) -> None:
-        """Any sequence of spans and sweeps keeps the bounds and the byte count right."""
+        """Any sequence of spans, events and sweeps keeps the bounds and the byte count right.
+
+        ``bare`` is an LLM span without content (span id = the trace number), which an ``event``
+        for that span id completes; an ended conversation leaves once it waits for none.
+        """
         clock = Clock()
         bounds = config(max_conversations=4, max_bytes=6000, idle_timeout=3, max_age=10)
         buffer = PartialBuffer(bounds, clock=clock)
@@ -279,20 +420,33 @@ class TestBuffer:
             removed += sum(p.nbytes for p in partials)
 
         for n, (operation, trace, conversation_id, size) in enumerate(operations):
-            if operation == "add":
-                attributes: dict[str, Any] = {"gen_ai.x": 1}
+            if operation in ("add", "bare", "event"):
+                attributes = (
+                    _sized(size) if operation == "add" else {"gen_ai.operation.name": "chat"}
+                )
                 if conversation_id is not None:
                     attributes["gen_ai.conversation.id"] = conversation_id
-                span = make_span(attributes, trace=trace, span=n + 1, parent=99)
-                if buffer.add(_record(span, size), service=None):
-                    added += size
+                if operation == "event":
+                    log = make_log(DETAILS, attributes, trace=trace, span=trace)
+                    record = extract_event(log, DETAILS)
+                    assert record is not None
+                else:
+                    span_id = trace if operation == "bare" else 100 + n
+                    record = _record(make_span(attributes, trace=trace, span=span_id, parent=99))
+                before = buffer.nbytes
+                if buffer.add(record, service=None):
+                    added += buffer.nbytes - before
+                else:
+                    assert buffer.nbytes == before
             elif operation == "end":
                 buffer.end_trace(trace.to_bytes(16, "big"))
-                took(buffer.take_ended())
+                ended = buffer.take_ended()
+                assert all(partial.ready for partial in ended)
+                took(ended)
             elif operation == "overflow":
                 took(buffer.take_overflow())
                 assert len(buffer) <= bounds.max_conversations
-                assert buffer.nbytes <= bounds.max_bytes
+                assert buffer.nbytes <= buffer.held <= bounds.max_bytes
             elif operation == "tick":
                 clock.now += 2
             else:

@@ -352,3 +352,29 @@ class TestFlood:
         assert await export(client, scripts(1, failing=None)) == [SUCCESS]
         await settle(client)
         assert sample(client, "agent_quality_scored_total", agent="support-bot") == 1
+        # Every conversation dropped from the buffer was received: the books balance.
+        received = sample(client, "agent_quality_conversations_total", agent="other")
+        assert received == dropped  # no agent name on these spans, and no listed service
+        await client.close()  # flushes what the buffer still holds
+        assert_books_balance(client)
+
+
+def assert_books_balance(client: Client) -> None:
+    """received = not sampled + late buffer + scored + dropped (docs/metrics.md#accounting)."""
+    registry: CollectorRegistry = client.app[REGISTRY]
+    totals = {
+        family.name: sum(s.value for s in family.samples if s.name.endswith("_total"))
+        for family in registry.collect()
+    }
+    dropped = sum(
+        s.value
+        for family in registry.collect()
+        if family.name == "agent_quality_dropped"
+        for s in family.samples
+        if s.name.endswith("_total") and s.labels["reason"] != "judge_budget"
+    )
+    late = registry.get_sample_value("agent_quality_late_buffer_conversations") or 0.0
+    received = totals["agent_quality_conversations"]
+    assert received > 0
+    fates = totals["agent_quality_not_sampled"] + late + totals["agent_quality_scored"] + dropped
+    assert received == fates

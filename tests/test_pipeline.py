@@ -47,6 +47,45 @@ class InlineFixed(Fixed):
     inline = True
 
 
+class TextFree(Fixed):
+    """A scorer that says it needs no user or assistant text (tool outcomes, signals)."""
+
+    needs_text = False
+
+
+class Silent(TextFree):
+    """Needs no text and has nothing to say (tool_success on a conversation without tools)."""
+
+    async def score(self, conversation: Conversation) -> ScoreResult:
+        self.calls += 1
+        return ScoreResult()
+
+
+class Confirming:
+    """A confirmer that records what it was asked to confirm."""
+
+    name = "confirming"
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    async def confirm(self, evaluation: Evaluation) -> ScoreResult | None:
+        self.seen.append(evaluation.conversation.id)
+        return None
+
+
+#: What an agent traced without message content leaves: a tool call and its failed result.
+CONTENT_LESS = conversation(
+    id="no-text",
+    messages=[
+        {"role": "system", "content": "You are the support agent."},
+        {"role": "user", "content": "  "},
+        {"role": "assistant", "content": None, "tool_calls": [{"id": "t1", "name": "lookup"}]},
+        {"role": "tool", "tool_call_id": "t1", "content": "HTTP 503", "error": True},
+    ],
+)
+
+
 class Meeting:
     """Waits at ``barrier`` until every scorer sharing it has started, then scores."""
 
@@ -210,3 +249,48 @@ class TestQueue:
         assert 0 < scored < 20
         assert scored + dropped == 20
         assert not pipeline.submit(make(), agent="other", reason="base")
+
+
+class TestWithoutText:
+    """Conversations without user or assistant text (content capture off upstream)."""
+
+    async def test_only_scorers_that_need_no_text_run(
+        self, make_config: Callable[..., Config]
+    ) -> None:
+        """Text checks and confirmers skip it; scorers with needs_text = False score it."""
+        text_check = InlineFixed("final", {"final_answer": 0.0})
+        judge = Fixed("judge", {"coherence": 1.0})
+        tools = TextFree("tools", {"tool_success": 0.0})
+        registry = CollectorRegistry()
+        confirmer = Confirming()
+        pipeline = Pipeline(
+            config=make_config(),
+            metrics=Metrics(make_config(), registry),
+            scorers=[text_check, judge, tools],
+            confirmers=[confirmer],
+        )
+        assert pipeline.scores_without_text
+        await pipeline.start()
+        pipeline.submit(make(CONTENT_LESS), agent="support-bot", reason="base")
+        pipeline.submit(make(), agent="support-bot", reason="base")
+        assert await pipeline.drain(60)
+        await pipeline.stop()
+        assert (text_check.calls, judge.calls, tools.calls) == (1, 1, 2)
+        assert confirmer.seen == ["c-7f3a"]
+        final = {"agent": "support-bot", "dimension": "final_answer"}
+        assert value(registry, "agent_quality_score_count", **final) == 1
+        assert value(registry, "agent_quality_scored_total", agent="support-bot") == 2
+
+    async def test_nothing_said_is_a_no_content_drop(
+        self, make_config: Callable[..., Config]
+    ) -> None:
+        """When the scorers that need no text say nothing either, it is dropped, not scored."""
+        silent = Silent("silent", {})
+        pipeline, registry = pipeline_for(make_config(), [silent])
+        await pipeline.start()
+        pipeline.submit(make(CONTENT_LESS), agent="support-bot", reason="base")
+        assert await pipeline.drain(60)
+        await pipeline.stop()
+        assert silent.calls == 1
+        assert value(registry, "agent_quality_dropped_total", reason="no_content") == 1
+        assert value(registry, "agent_quality_scored_total", agent="support-bot") == 0

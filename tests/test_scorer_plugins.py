@@ -14,7 +14,7 @@ from exporter.config import Config, ScorerSpec
 from exporter.exceptions import ConfigError, ScorerError
 from exporter.model import Conversation
 from exporter.scoring import build_scorers
-from exporter.types import Closeable, Scorer, ScoreResult
+from exporter.types import Closeable, Scorer, ScoreResult, needs_text
 from tests.conftest import conversation
 from tests.plugins import examples
 
@@ -197,3 +197,22 @@ class TestConfigErrors:
             build_scorers(bad)
         assert caught.value.path == "$.scorers[0].path"
         assert "package.module:callable" in caught.value.message
+
+
+class TestNeedsText:
+    """A plugin says whether it scores conversations without user or assistant text."""
+
+    def test_plugins_need_text_unless_they_say_otherwise(self, make_config: MakeConfig) -> None:
+        """Unmarked plugins need text; a function's or a class's needs_text = False is kept."""
+        assert needs_text(_plugin(make_config, "tests.plugins.examples:score_sync"))
+        assert not needs_text(_plugin(make_config, "tests.plugins.examples:escalations"))
+        assert not needs_text(_plugin(make_config, "tests.plugins.examples:ToolLatency"))
+
+    def test_builtins_that_read_no_text(self, make_config: MakeConfig) -> None:
+        """tool_success, user_feedback and passthrough need no text; the checks of text do."""
+        scorers = build_scorers(make_config())
+        assert {s.name for s in scorers if not needs_text(s)} == {
+            "tool_success",
+            "user_feedback",
+            "passthrough",
+        }

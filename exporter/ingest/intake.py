@@ -59,6 +59,7 @@ class Intake:
         self._use_agents(config)
         self._budget_drops = metrics.dropped.labels("daily_budget")
         self._queue_drops = metrics.dropped.labels("queue_full")
+        self._no_content = metrics.dropped.labels("no_content")
         metrics.add_gauge(
             "late_buffer_conversations",
             "Unsampled conversations kept for late feedback signals.",
@@ -86,12 +87,20 @@ class Intake:
         """Take decoded conversations (with their raw JSON) and route each one."""
         counts = Counts()
         labels, decide, late, submit = self._labels, self._sampler.decide, self._late, self._submit
+        # Without a scorer that needs no text, a conversation without any is not worth a
+        # sample: it is dropped before it takes a place in the day's budget.
+        text_needed = not self._pipeline.scores_without_text
         for conversation, raw in items:
             agent = labels.get(conversation.agent, OTHER_AGENT)
             self._received[agent].inc()
             usage = conversation.usage
             if usage is not None and usage.cost_usd:
                 self._agent_cost[agent].inc(usage.cost_usd)
+            counts.accepted += 1
+            if text_needed and not conversation.has_text():
+                self._no_content.inc()
+                counts.dropped += 1
+                continue
             verdict = decide(conversation)
             reason = verdict.reason
             if reason is None:
@@ -104,8 +113,15 @@ class Intake:
                 counts.sampled += 1
             else:
                 counts.dropped += 1
-            counts.accepted += 1
         return counts
+
+    def refuse(self, agent: str | None, *, reason: str, count: int = 1) -> None:
+        """Count conversations received but never passed on (an OTLP assembly that failed).
+
+        They count as received and as dropped for ``reason``, so the books still balance.
+        """
+        self._received[self._labels.get(agent or "", OTHER_AGENT)].inc(count)
+        self._metrics.dropped.labels(reason).inc(count)
 
     def _submit(self, conversation: Conversation, agent: str, reason: str) -> bool:
         """Queue a sampled conversation, or count why it was dropped; return whether queued."""

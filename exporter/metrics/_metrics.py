@@ -37,6 +37,7 @@ __all__ = [
     "JUDGE_VERDICTS",
     "MAX_FLAG_VALUES",
     "OTLP_DROP_REASONS",
+    "OTLP_LOG_OUTCOMES",
     "OTLP_SPAN_OUTCOMES",
     "OTLP_TRIGGERS",
     "Metrics",
@@ -65,6 +66,9 @@ JUDGE_VERDICTS = ("confirmed", "rejected", "error", "skipped")
 #: What became of an OTLP span: kept for its conversation, not GenAI, after its conversation
 #: was complete, or refused (malformed ids).
 OTLP_SPAN_OUTCOMES = ("accepted", "ignored", "late", "rejected")
+#: What became of an OTLP log record: a GenAI event kept for its conversation, any other record
+#: (or an event without trace context), an event after its conversation was complete, refused.
+OTLP_LOG_OUTCOMES = OTLP_SPAN_OUTCOMES
 #: What completed a conversation assembled from spans.
 OTLP_TRIGGERS = ("root_span", "idle", "max_age", "shutdown")
 #: `dropped_total` reasons of partial conversations: buffer over its bounds, spans without any
@@ -129,6 +133,9 @@ class Metrics:
             ("reason",),
         )
         self.otlp_spans = counter("otlp_spans", "OTLP spans received, by outcome.", ("outcome",))
+        self.otlp_log_records = counter(
+            "otlp_log_records", "OTLP log records received, by outcome.", ("outcome",)
+        )
         self.otlp_conversations = counter(
             "otlp_conversations",
             "Conversations assembled from OTLP spans, by what completed them.",
@@ -243,12 +250,14 @@ class Metrics:
             for scorer in config.scorers:
                 for outcome in ("ok", "error", "timeout"):
                     self.evaluations.labels(agent, scorer.name, outcome)
-        for reason in ("queue_full", "daily_budget", "shutdown", *OTLP_DROP_REASONS):
+        for reason in ("queue_full", "daily_budget", "shutdown", "no_content", *OTLP_DROP_REASONS):
             self.dropped.labels(reason)
         for reason in HTTP_ERROR_REASONS:
             self.http_errors.labels(reason)
         for outcome in OTLP_SPAN_OUTCOMES:
             self.otlp_spans.labels(outcome)
+        for outcome in OTLP_LOG_OUTCOMES:
+            self.otlp_log_records.labels(outcome)
         for trigger in OTLP_TRIGGERS:
             self.otlp_conversations.labels(trigger)
         self._initialise_judges(config)

@@ -5,6 +5,11 @@ queue is a counted drop. Workers run every scorer of a conversation, each failur
 never taking its worker down. Everything derived from the config lives in one ``_Setup``: a
 reload swaps it, evaluations already running finish with the setup they started with, and the
 parts the new setup no longer uses are closed once the last of those evaluations is done.
+
+A conversation without any user or assistant text (content capture off upstream) goes only to
+the scorers that say ``needs_text = False``, and no confirmer sees it: a text check would
+score the missing content as a bad answer. When those scorers say nothing either, it is
+dropped as ``no_content`` rather than counted as scored.
 """
 
 from __future__ import annotations
@@ -20,7 +25,15 @@ from exporter.config.model import Config
 from exporter.logs import FailureLog
 from exporter.metrics import HistogramSeries, LoopChild, Metrics
 from exporter.model import Conversation
-from exporter.types import Closeable, Confirmer, Evaluation, EvaluationSink, Scorer, ScoreResult
+from exporter.types import (
+    Closeable,
+    Confirmer,
+    Evaluation,
+    EvaluationSink,
+    Scorer,
+    ScoreResult,
+    needs_text,
+)
 
 __all__ = ["Pipeline"]
 
@@ -57,6 +70,9 @@ class _Setup:
         # Inline scorers never wait: a task and a timer each would cost more than the check.
         self.inline = tuple(s for s in scorers if getattr(s, "inline", False))
         self.awaiting = tuple(s for s in scorers if not getattr(s, "inline", False))
+        # What runs on a conversation without user or assistant text.
+        self.awaiting_without_text = tuple(s for s in self.awaiting if not needs_text(s))
+        self.without_text = any(not needs_text(s) for s in scorers)
         self.confirmers = tuple(confirmers)
         self.sinks = tuple(sinks)
         self.dimensions = {d.name: d for d in config.dimensions}
@@ -69,18 +85,24 @@ class _Setup:
             for s in scorers
             for outcome in _OUTCOMES
         }
-        self._inline_runs: dict[str, tuple[_InlineRun, ...]] = {}
+        self._inline_runs: dict[tuple[str, bool], tuple[_InlineRun, ...]] = {}
         for agent in config.agent_labels:
-            self.inline_runs(agent)
+            self.inline_runs(agent, text=True)
+            self.inline_runs(agent, text=False)
         self.active = 0  # evaluations running with this setup
         self.retired = False
 
-    def inline_runs(self, agent: str) -> tuple[_InlineRun, ...]:
-        """Return the inline scorers with their duration and ``ok`` children for ``agent``."""
-        runs = self._inline_runs.get(agent)
+    def inline_runs(self, agent: str, *, text: bool) -> tuple[_InlineRun, ...]:
+        """Return the inline scorers with their duration and ``ok`` children for ``agent``.
+
+        Without ``text``, only those that need none.
+        """
+        runs = self._inline_runs.get((agent, text))
         if runs is None:  # a job queued before a reload removed its agent: resolved once
-            runs = self._inline_runs[agent] = tuple(
-                (s, self.durations[s.name], self.outcome(agent, s.name, "ok")) for s in self.inline
+            runs = self._inline_runs[agent, text] = tuple(
+                (s, self.durations[s.name], self.outcome(agent, s.name, "ok"))
+                for s in self.inline
+                if text or not needs_text(s)
             )
         return runs
 
@@ -130,6 +152,11 @@ class Pipeline:
     def running(self) -> bool:
         """Say whether workers are running."""
         return bool(self._workers) and not all(w.done() for w in self._workers)
+
+    @property
+    def scores_without_text(self) -> bool:
+        """Say whether any scorer can score a conversation without user or assistant text."""
+        return self._setup.without_text
 
     @property
     def idle(self) -> bool:
@@ -240,15 +267,20 @@ class Pipeline:
 
     async def _evaluate_with(self, setup: _Setup, job: _Job) -> None:
         evaluation = Evaluation(job.conversation, job.agent, job.reason)
-        results = await self._run_inline(setup, job)
-        if len(setup.awaiting) == 1:
-            results.append(await self._run(setup, setup.awaiting[0], job))
-        elif setup.awaiting:
-            results += await asyncio.gather(*(self._run(setup, s, job) for s in setup.awaiting))
+        text = job.conversation.has_text()
+        results = await self._run_inline(setup, job, text=text)
+        awaiting = setup.awaiting if text else setup.awaiting_without_text
+        if len(awaiting) == 1:
+            results.append(await self._run(setup, awaiting[0], job))
+        elif awaiting:
+            results += await asyncio.gather(*(self._run(setup, s, job) for s in awaiting))
         for result in results:
             if result is not None:
                 self._merge(setup, evaluation, result)
-        for confirmer in setup.confirmers:
+        if not text and not (evaluation.scores or evaluation.flags):
+            self._metrics.dropped.labels("no_content").inc()
+            return
+        for confirmer in setup.confirmers if text else ():
             extra = await self._confirm(setup, confirmer, evaluation)
             if extra is not None:
                 self._merge(setup, evaluation, extra)
@@ -259,11 +291,13 @@ class Pipeline:
             except Exception:
                 log.exception("sink %r failed on conversation %r", sink, job.conversation.id)
 
-    async def _run_inline(self, setup: _Setup, job: _Job) -> list[ScoreResult | None]:
+    async def _run_inline(
+        self, setup: _Setup, job: _Job, *, text: bool
+    ) -> list[ScoreResult | None]:
         """Run the inline scorers in turn: no timeout (they never wait) and no frame each."""
         results: list[ScoreResult | None] = []
         conversation = job.conversation
-        for scorer, duration, ok in setup.inline_runs(job.agent):
+        for scorer, duration, ok in setup.inline_runs(job.agent, text=text):
             started = time.perf_counter()
             try:
                 results.append(await scorer.score(conversation))

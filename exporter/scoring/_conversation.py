@@ -32,6 +32,7 @@ class ToolSuccess:
     """Score the share of tool results without an error; say nothing when no tool ran."""
 
     inline = True  # CPU-bound on the input, never waits for I/O
+    needs_text = False  # reads tool results and their errors
     __slots__ = ("dimension", "name")
 
     def __init__(self, *, name: str, dimension: str | None) -> None:
@@ -77,6 +78,7 @@ class UserFeedback:
     """Score 0 when any negative signal is set, else 1; flag each signal that is set."""
 
     inline = True  # CPU-bound on the input, never waits for I/O
+    needs_text = False  # reads signals
     __slots__ = ("dimension", "name", "signals")
 
     def __init__(self, *, name: str, dimension: str | None, signals: tuple[str, ...]) -> None:
@@ -96,6 +98,7 @@ class Passthrough:
     """Return the upstream ``scores`` of the listed declared dimensions."""
 
     inline = True  # CPU-bound on the input, never waits for I/O
+    needs_text = False  # reads upstream scores
     __slots__ = ("dimensions", "name")
 
     def __init__(self, *, name: str, dimensions: frozenset[str]) -> None:

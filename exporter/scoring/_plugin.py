@@ -11,7 +11,9 @@
 
 Async callables are awaited; sync ones run in a worker thread so they cannot block the event
 loop. Every plugin is wrapped so its ``name`` is the configured one (label values come from the
-config, never from code we do not control) and its results are checked.
+config, never from code we do not control) and its results are checked. A plugin that scores
+conversations without any user or assistant text sets ``needs_text = False`` on its object,
+class or function (``exporter.types.Scorer``); otherwise it never sees them.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from exporter.config.model import Config, ScorerSpec
 from exporter.exceptions import ScorerError
 from exporter.model import Conversation
 from exporter.scoring._options import ScorerOptions
-from exporter.types import ScoreResult
+from exporter.types import ScoreResult, needs_text
 
 __all__ = ["PluginScorer", "plugin"]
 
@@ -40,7 +42,7 @@ _PATH: Final = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 class PluginScorer:
     """A user's scorer under its configured name, with its results checked."""
 
-    __slots__ = ("_call", "_close", "_is_async", "name", "target")
+    __slots__ = ("_call", "_close", "_is_async", "name", "needs_text", "target")
 
     def __init__(
         self,
@@ -49,9 +51,11 @@ class PluginScorer:
         target: str,
         call: Callable[[Conversation], Any],
         close: Callable[[], Any] | None = None,
+        needs_text: bool = True,
     ) -> None:
         self.name = name
         self.target = target
+        self.needs_text = needs_text
         self._call = call
         self._close = close
         self._is_async = _is_async(call)
@@ -142,11 +146,16 @@ def _adapt(
 ) -> PluginScorer:
     """Wrap a scorer object or a scoring function."""
     name = options.spec.name
+    text = needs_text(target)
     score = getattr(target, "score", None)
     if score is not None and callable(score):
         close = getattr(target, "aclose", None)
         return PluginScorer(
-            name=name, target=path, call=score, close=close if callable(close) else None
+            name=name,
+            target=path,
+            call=score,
+            close=close if callable(close) else None,
+            needs_text=text,
         )
     if callable(target):
         wanted = _wanted(target, inject)
@@ -154,7 +163,7 @@ def _adapt(
             target = _bind_async(target, wanted)
         elif wanted:
             target = functools.partial(target, **wanted)
-        return PluginScorer(name=name, target=path, call=target)
+        return PluginScorer(name=name, target=path, call=target, needs_text=text)
     raise options.error(
         "path", f"{path} is a {type(target).__name__}, not a callable or an object with score()"
     )

@@ -26,6 +26,7 @@ from exporter import dataset
 from exporter.config.model import Config
 from exporter.config.secrets import resolve_secrets
 from exporter.ingest.intake import Intake
+from exporter.ingest.otlp import LOGS, TRACES
 from exporter.metrics import Metrics
 from exporter.pipeline import Pipeline
 from exporter.sampling import LateSignalBuffer, Sampler
@@ -100,9 +101,7 @@ def create_app(
     # to a pipeline that is still running.
     otlp = traces.setup(app, config=config, intake=intake, metrics=metrics)
     ingest = IngestEndpoints(intake=intake, metrics=metrics, server=config.server, state=app[STATE])
-    _add_routes(
-        app, config, ingest=ingest, traces=otlp, metrics_page=make_aiohttp_handler(registry)
-    )
+    _add_routes(app, config, ingest=ingest, otlp=otlp, metrics_page=make_aiohttp_handler(registry))
     return app
 
 
@@ -111,7 +110,7 @@ def _add_routes(
     config: Config,
     *,
     ingest: IngestEndpoints,
-    traces: Handler,
+    otlp: dict[str, Handler],
     metrics_page: Handler,
 ) -> None:
     """Route every path, each handler wrapped for JSON errors and, where protected, auth."""
@@ -120,7 +119,8 @@ def _add_routes(
     routes: list[tuple[str, str, Handler, bool]] = [  # method, path, handler, needs the token
         ("POST", "/v1/conversations", ingest.conversations, True),
         ("POST", "/v1/feedback", ingest.feedback, True),
-        ("POST", "/v1/traces", traces, True),
+        ("POST", "/v1/traces", otlp[TRACES], True),
+        ("POST", "/v1/logs", otlp[LOGS], True),
         ("GET", "/metrics", metrics_page, auth.protect_metrics),
         ("GET", "/-/healthy", pages.healthy, False),
         ("GET", "/-/ready", pages.ready, False),

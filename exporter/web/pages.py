@@ -81,32 +81,18 @@ def openapi_document() -> dict[str, Any]:
                     "responses": {"202": _accepted_response(), **errors},
                 }
             },
-            "/v1/traces": {
-                "post": {
-                    "summary": "OTLP/HTTP traces; conversations are assembled from GenAI spans.",
-                    "requestBody": {
-                        "required": True,
-                        "content": {
-                            "application/x-protobuf": {
-                                "schema": {"type": "string", "format": "binary"}
-                            },
-                            "application/json": {"schema": {"type": "object"}},
-                        },
-                    },
-                    "responses": {
-                        "200": _otlp("ExportTraceServiceResponse, maybe partial.", "Export"),
-                        "400": _otlp("A body that cannot be read or does not decode.", "Status"),
-                        "401": errors["401"],
-                        "408": _otlp("The body did not arrive in time; closed.", "Status"),
-                        "413": _otlp("Body over the configured limit.", "Status"),
-                        "415": _otlp_or_error(
-                            "Unsupported content type (the JSON error body), or a "
-                            "Content-Encoding other than identity, gzip, deflate (a Status)."
-                        ),
-                        "503": _otlp("Draining for shutdown.", "Status"),
-                    },
-                }
-            },
+            "/v1/traces": _otlp_path(
+                "OTLP/HTTP traces; conversations are assembled from GenAI spans.",
+                "ExportTraceServiceResponse, maybe partial.",
+                "Export",
+                errors,
+            ),
+            "/v1/logs": _otlp_path(
+                "OTLP/HTTP logs; GenAI events join the conversations of their spans.",
+                "ExportLogsServiceResponse, maybe partial.",
+                "LogsExport",
+                errors,
+            ),
             "/v1/feedback": {
                 "post": {
                     "summary": "Send a late signal for a conversation already sent.",
@@ -164,6 +150,34 @@ def _feedback_response() -> dict[str, Any]:
     return {"description": description, "content": _json(outcome)}
 
 
+def _otlp_path(summary: str, success: str, name: str, errors: dict[str, Any]) -> dict[str, Any]:
+    """Return the POST operation of an OTLP/HTTP path (``/v1/traces``, ``/v1/logs``)."""
+    return {
+        "post": {
+            "summary": summary,
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/x-protobuf": {"schema": {"type": "string", "format": "binary"}},
+                    "application/json": {"schema": {"type": "object"}},
+                },
+            },
+            "responses": {
+                "200": _otlp(success, name),
+                "400": _otlp("A body that cannot be read or does not decode.", "Status"),
+                "401": errors["401"],
+                "408": _otlp("The body did not arrive in time; closed.", "Status"),
+                "413": _otlp("Body over the configured limit.", "Status"),
+                "415": _otlp_or_error(
+                    "Unsupported content type (the JSON error body), or a "
+                    "Content-Encoding other than identity, gzip, deflate (a Status)."
+                ),
+                "503": _otlp("Draining for shutdown.", "Status"),
+            },
+        }
+    }
+
+
 def _otlp(description: str, name: str) -> dict[str, Any]:
     """Return an OTLP response: protobuf, or its JSON mapping, in the request's encoding."""
     return {
@@ -197,6 +211,18 @@ def _otlp_schemas() -> dict[str, Any]:
                 "partialSuccess": {
                     "type": "object",
                     "properties": {"rejectedSpans": count, "errorMessage": {"type": "string"}},
+                }
+            },
+        },
+        "OtlpLogsExport": {
+            "type": "object",
+            "properties": {
+                "partialSuccess": {
+                    "type": "object",
+                    "properties": {
+                        "rejectedLogRecords": count,
+                        "errorMessage": {"type": "string"},
+                    },
                 }
             },
         },

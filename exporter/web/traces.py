@@ -1,9 +1,11 @@
-"""``POST /v1/traces``: OTLP/HTTP, answered as the OTLP specification says.
+"""``POST /v1/traces`` and ``POST /v1/logs``: OTLP/HTTP, answered as the OTLP specification says.
 
-200 with an ExportTraceServiceResponse (partial success naming refused spans), a google.rpc.Status
-for a body that cannot be read (400, 408, 413, 415 for its Content-Encoding) or does not decode
-(400), 503 with Retry-After while draining, all in the request's encoding; 415 for other content
-types (with the JSON error body of docs/api.md, since there is no OTLP encoding to answer in).
+200 with the signal's export response (partial success naming refused spans or log records), a
+google.rpc.Status for a body that cannot be read (400, 408, 413, 415 for its Content-Encoding) or
+does not decode (400), 503 with Retry-After while draining, all in the request's encoding; 415 for
+other content types (with the JSON error body of docs/api.md, since there is no OTLP encoding to
+answer in). Both feed one receiver: GenAI events in log records join the conversations their spans
+make.
 """
 
 from __future__ import annotations
@@ -22,9 +24,13 @@ from exporter.ingest.intake import Intake
 from exporter.ingest.otlp import (
     DEADLINE_EXCEEDED,
     INVALID_ARGUMENT,
+    LOGS,
     RESOURCE_EXHAUSTED,
+    TRACES,
     UNAVAILABLE,
-    TraceReceiver,
+    ExportResult,
+    OtlpReceiver,
+    decode_logs_request,
     decode_request,
     encode_response,
     encode_status,
@@ -46,16 +52,18 @@ _CODES = {408: DEADLINE_EXCEEDED, 413: RESOURCE_EXHAUSTED}
 
 
 class _Endpoint:
-    """The request handler, with what it needs from the app bound at setup."""
+    """The request handler of one signal, with what it needs from the app bound at setup."""
 
     def __init__(
         self,
         *,
-        receiver: TraceReceiver,
+        signal: str,
+        receiver: OtlpReceiver,
         metrics: Metrics,
         max_body_bytes: int,
         draining: Callable[[], bool],
     ) -> None:
+        self.signal = signal
         self.receiver = receiver
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
@@ -65,7 +73,7 @@ class _Endpoint:
         """Answer one OTLP/HTTP export request."""
         encoding = media_type(request.headers.get("Content-Type", ""))
         if encoding is None:
-            self.metrics.rejected.labels("traces", "content_type").inc()
+            self.metrics.rejected.labels(self.signal, "content_type").inc()
             return error_body(
                 415,
                 "unsupported content type",
@@ -80,17 +88,25 @@ class _Endpoint:
         except web.HTTPException as error:  # 400, 408, 413, 415: answered in OTLP's encoding
             return _refused(error, encoding)
         try:
-            export = decode_request(body, encoding=encoding)
+            result = await self._export(body, encoding)
         except InvalidPayload as error:
-            self.metrics.rejected.labels("traces", "malformed").inc()
+            self.metrics.rejected.labels(self.signal, "malformed").inc()
             return _status(400, INVALID_ARGUMENT, str(error), encoding)
-        result = await self.receiver.export(export)
         if result.rejected:
-            self.metrics.rejected.labels("traces", "invalid").inc(result.rejected)
+            self.metrics.rejected.labels(self.signal, "invalid").inc(result.rejected)
         payload = encode_response(
-            rejected=result.rejected, error_message=result.error_message, encoding=encoding
+            rejected=result.rejected,
+            error_message=result.error_message,
+            encoding=encoding,
+            signal=self.signal,
         )
         return web.Response(body=payload, content_type=encoding)
+
+    async def _export(self, body: bytes, encoding: str) -> ExportResult:
+        """Decode and take one request; raise ``InvalidPayload`` for a body that is none."""
+        if self.signal == LOGS:
+            return await self.receiver.export_logs(decode_logs_request(body, encoding=encoding))
+        return await self.receiver.export(decode_request(body, encoding=encoding))
 
 
 def _status(status: int, code: int, message: str, encoding: str) -> web.Response:
@@ -107,26 +123,33 @@ def _refused(error: web.HTTPException, encoding: str) -> web.Response:
     return response
 
 
-def setup(app: web.Application, *, config: Config, intake: Intake, metrics: Metrics) -> Handler:
-    """Add the background completion of idle conversations to ``app``; return the handler.
+def setup(
+    app: web.Application, *, config: Config, intake: Intake, metrics: Metrics
+) -> dict[str, Handler]:
+    """Add the background completion of idle conversations to ``app``; return the handlers.
 
-    The caller routes ``POST /v1/traces`` to the handler, with the wrappers of its other routes.
+    The caller routes ``POST /v1/traces`` and ``POST /v1/logs`` to the handlers of ``TRACES``
+    and ``LOGS``, with the wrappers of its other routes.
 
     Call it after the scoring pipeline's ``cleanup_ctx`` is registered: contexts exit in
     reverse order, so what is left in the buffer at shutdown reaches a running pipeline.
     """
-    receiver = TraceReceiver(config=config.otlp, intake=intake, metrics=metrics)
+    receiver = OtlpReceiver(config=config.otlp, intake=intake, metrics=metrics)
 
     def draining() -> bool:
         state = app.get(STATE)
         return state is not None and state.draining
 
-    endpoint = _Endpoint(
-        receiver=receiver,
-        metrics=metrics,
-        max_body_bytes=config.server.max_body_bytes,
-        draining=draining,
-    )
+    handlers: dict[str, Handler] = {
+        signal: _Endpoint(
+            signal=signal,
+            receiver=receiver,
+            metrics=metrics,
+            max_body_bytes=config.server.max_body_bytes,
+            draining=draining,
+        ).handle
+        for signal in (TRACES, LOGS)
+    }
     interval = min(MAX_SWEEP_INTERVAL, config.otlp.idle_timeout / 4)
 
     async def completion(app: web.Application) -> AsyncIterator[None]:
@@ -141,11 +164,11 @@ def setup(app: web.Application, *, config: Config, intake: Intake, metrics: Metr
         receiver.flush()
 
     app.cleanup_ctx.append(completion)
-    return endpoint.handle
+    return handlers
 
 
 async def _complete_periodically(
-    receiver: TraceReceiver, *, interval: float, draining: Callable[[], bool]
+    receiver: OtlpReceiver, *, interval: float, draining: Callable[[], bool]
 ) -> None:
     """Complete idle conversations; when draining begins, complete all of them at once.
 

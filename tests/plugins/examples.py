@@ -129,3 +129,22 @@ def failing_factory(options: Mapping[str, Any]) -> OptionsScorer:
 async def async_factory(options: Mapping[str, Any]) -> OptionsScorer:
     """An async factory: there is no loop to await it on at build time."""
     return OptionsScorer(options=options)
+
+
+def escalations(conversation: Conversation) -> dict[str, float]:
+    """Score user_feedback from a signal alone: it needs no message text."""
+    return {"user_feedback": 0.0 if conversation.signals.get("escalation_requested") else 1.0}
+
+
+escalations.needs_text = False  # type: ignore[attr-defined]
+
+
+class ToolLatency:
+    """A class-based scorer of tool outcomes only: it says so with ``needs_text``."""
+
+    needs_text = False
+
+    async def score(self, conversation: Conversation) -> ScoreResult:
+        """Flag ``many_tools`` past three tool results."""
+        tools = sum(message.role == "tool" for message in conversation.messages)
+        return ScoreResult(flags=("many_tools",) if tools > 3 else ())

@@ -13,8 +13,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeLogs
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource as ProtoResource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 from opentelemetry.proto.trace.v1.trace_pb2 import Status as ProtoStatus
@@ -346,7 +348,8 @@ def scripts(count: int, *, failing: int | None = 1, prefix: str = "conv") -> lis
     return result
 
 
-# --- Hand-built OTLP spans, for what the SDK cannot emit (structured attributes, bad ids) ---
+# --- Hand-built OTLP spans and log records, for what the SDK cannot emit (structured
+# attributes, bad ids) and for tests that need no instrumentation ---
 
 
 def any_value(value: Any) -> AnyValue:
@@ -419,6 +422,46 @@ def export_request(
             ResourceSpans(
                 resource=ProtoResource(attributes=key_values(resource)),
                 scope_spans=[ScopeSpans(spans=list(spans))],
+            )
+        ]
+    )
+
+
+def make_log(
+    event: str | None,
+    attributes: Mapping[str, Any] | None = None,
+    *,
+    body: Any = None,
+    trace: int | None = 1,
+    span: int | None = 1,
+    time: int = 1_800_000_000_000_000_000,
+) -> LogRecord:
+    """Return one OTLP log record: a GenAI event named ``event`` (None: a plain log line).
+
+    Ids are small integers as in ``make_span``; None leaves an id out.
+    """
+    record = LogRecord(
+        observed_time_unix_nano=time,
+        event_name=event or "",
+        attributes=key_values(attributes or {}),
+        trace_id=b"" if trace is None else trace.to_bytes(16, "big"),
+        span_id=b"" if span is None else span.to_bytes(8, "big"),
+    )
+    if body is not None:
+        record.body.CopyFrom(any_value(body))
+    return record
+
+
+def logs_request(
+    *records: LogRecord, service: str | None = "support-service"
+) -> ExportLogsServiceRequest:
+    """Return a logs export request holding ``records`` under one resource and scope."""
+    resource = {"service.name": service} if service else {}
+    return ExportLogsServiceRequest(
+        resource_logs=[
+            ResourceLogs(
+                resource=ProtoResource(attributes=key_values(resource)),
+                scope_logs=[ScopeLogs(log_records=list(records))],
             )
         ]
     )

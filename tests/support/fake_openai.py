@@ -15,8 +15,11 @@ status; non-200 answers carry an OpenAI error body), ``retry_after`` (header val
 ``score`` (answer ``{"score": N, "reason": ...}``), ``content`` (the message content verbatim:
 prose, fenced JSON...), ``body`` (the raw response body: malformed JSON), ``usage`` (a usage
 block, or ``null`` to leave it out), ``reject_response_format`` (answer 400 when the request
-asks for JSON mode). Without ``score`` or ``content`` the score comes from a marker in the
-prompt: ``judge-score[MODEL]=N`` for that model, else ``judge-score=N``, else 3.
+asks for JSON mode), ``tool_calls`` (a list of ``{"name", "arguments"}``: while the request's
+last message is the user's, answer with these calls, ids ``call_N``, finish reason
+``tool_calls``; once tool results are in, answer with ``content``, as an agent's model would).
+Without ``score`` or ``content`` the score comes from a marker in the prompt:
+``judge-score[MODEL]=N`` for that model, else ``judge-score=N``, else 3.
 """
 
 from __future__ import annotations
@@ -139,6 +142,12 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     else:
         score = behaviour.get("score", _score(messages, model))
         content = json.dumps({"score": score, "reason": f"fake verdict from {model}"})
+    message: dict[str, Any] = {"role": "assistant", "content": content, "refusal": None}
+    finish_reason = "stop"
+    calls = behaviour.get("tool_calls")
+    if calls and isinstance(messages[-1], dict) and messages[-1].get("role") == "user":
+        message["content"], finish_reason = None, "tool_calls"
+        message["tool_calls"] = [_tool_call(call) for call in calls]
     answer: dict[str, Any] = {
         "id": f"chatcmpl-fake{next(_IDS)}",
         "object": "chat.completion",
@@ -148,20 +157,30 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": content, "refusal": None},
+                "message": message,
                 "logprobs": None,
-                "finish_reason": "stop",
+                "finish_reason": finish_reason,
             }
         ],
     }
     usage = behaviour.get("usage", "auto")
     if usage == "auto":
         prompt = sum(len(str(m.get("content", ""))) for m in messages) // 4
-        usage = {"prompt_tokens": prompt, "completion_tokens": len(content) // 4}
+        said = message["content"] or json.dumps(message.get("tool_calls"))
+        usage = {"prompt_tokens": prompt, "completion_tokens": len(said) // 4}
     if usage is not None:
         usage.setdefault("total_tokens", usage["prompt_tokens"] + usage["completion_tokens"])
         answer["usage"] = usage
     return web.json_response(answer)
+
+
+def _tool_call(call: dict[str, Any]) -> dict[str, Any]:
+    """Return one of a behaviour's ``tool_calls`` in OpenAI's wire format, with a fresh id."""
+    return {
+        "id": f"call_{next(_IDS)}",
+        "type": "function",
+        "function": {"name": call["name"], "arguments": json.dumps(call.get("arguments", {}))},
+    }
 
 
 async def set_model(request: web.Request) -> web.Response:

@@ -59,8 +59,8 @@ def traffic(
         timeseries_panel(
             "Dropped, by reason",
             description=(
-                "Sampled conversations never scored: queue_full, daily_budget, shutdown, "
-                "and OTLP assembly drops. Not per agent."
+                "Conversations never scored: queue_full, daily_budget, shutdown, no_content "
+                "(no user or assistant text to score) and OTLP assembly drops. Not per agent."
             ),
             unit="cps",
             links=[runbook_link(alerting, Alert.DROPS)],

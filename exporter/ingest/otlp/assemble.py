@@ -1,10 +1,15 @@
-"""Spans of one conversation -> one ``Conversation``.
+"""Spans and GenAI events of one conversation -> one ``Conversation``.
 
 LLM calls usually resend the whole history, so the same message turns up in many spans. The
 transcript is the ordered multiset union of every span's messages: a message already present
 (as many times as this span has it) is not added again. Messages are placed by time (inputs at
 the span's start, outputs at its end) with system messages first; tool spans add the calls and
-results instrumentation left out of the LLM spans, and mark failed calls as errors.
+results instrumentation left out of the LLM spans, and mark failed calls as errors. A tool's
+result is what the model saw (the next call's input) when that was recorded: a span's status
+message says that the tool failed, not what the model was told.
+
+Events (log records) carry the messages of the span they name: they are placed at that span's
+times, or at their own when the span never came.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from typing import Any
 
 import msgspec
 
-from exporter.ingest.otlp.spans import SpanRecord, ToolRun
+from exporter.ingest.otlp.record import EVENT, SpanRecord, ToolRun
 from exporter.model import Conversation, Message, ToolCall, Usage
 
 __all__ = ["UNKNOWN_AGENT", "assemble", "encode"]
@@ -42,6 +47,7 @@ class _Transcript:
         self.entries: list[tuple[int, Message]] = []
         self.by_key: dict[Hashable, list[int]] = collections.defaultdict(list)
         self.call_ids: set[str] = set()
+        self.from_runs: set[int] = set()  # tool results taken from a tool span
 
     def merge(self, messages: Sequence[Message], time: int) -> None:
         seen: collections.Counter[Hashable] = collections.Counter()
@@ -51,8 +57,12 @@ class _Transcript:
             present = self.by_key.get(key, ())
             if seen[key] <= len(present):
                 index = present[seen[key] - 1]
-                if message.error and not self.entries[index][1].error:
-                    self.entries[index][1].error = message.error
+                existing = self.entries[index][1]
+                if message.error and not existing.error:
+                    existing.error = message.error
+                if index in self.from_runs and message.content is not None:
+                    existing.content = message.content  # what the model saw
+                    self.from_runs.discard(index)
                 continue
             self.add(message, time, key)
 
@@ -76,6 +86,7 @@ class _Transcript:
             if existing.content is None:
                 existing.content = content
             return
+        self.from_runs.add(len(self.entries))
         self.add(
             Message(role="tool", tool_call_id=run.call_id, content=content, error=error),
             end,
@@ -117,6 +128,39 @@ def _sum(values: list[Any]) -> Any:
     return sum(present) if present else None
 
 
+def _joined(records: Sequence[SpanRecord]) -> list[SpanRecord]:
+    """Return the spans, and the events gathered per span and placed at that span's times."""
+    joined: list[SpanRecord] = []
+    spans: dict[tuple[bytes, bytes], SpanRecord] = {}
+    events: dict[tuple[bytes, bytes], SpanRecord] = {}
+    for record in records:
+        ids = (record.trace_id, record.span_id)
+        if record.kind != EVENT:
+            joined.append(record)
+            spans[ids] = record
+            continue
+        group = events.get(ids)
+        if group is None:  # a copy: the messages of several events of one span add up
+            events[ids] = msgspec.structs.replace(
+                record,
+                inputs=list(record.inputs),
+                outputs=list(record.outputs),
+                scores=dict(record.scores),
+            )
+            continue
+        group.inputs += record.inputs
+        group.outputs += record.outputs
+        group.scores.update(record.scores)
+        group.start, group.end = min(group.start, record.start), max(group.end, record.end)
+    for ids, group in events.items():
+        del group.outputs[1:]  # one choice: the one the conversation went on with
+        span = spans.get(ids)
+        if span is not None:
+            group.start, group.end = span.start, span.end
+        joined.append(group)
+    return joined
+
+
 def assemble(
     *,
     key: str,
@@ -128,7 +172,7 @@ def assemble(
 
     The result is not validated yet: the caller round-trips it through the decoder.
     """
-    records = sorted(records, key=lambda r: (r.start, r.end))
+    records = sorted(_joined(records), key=lambda r: (r.start, r.end))
     transcript = _Transcript()
     for record in records:
         transcript.merge(record.inputs, record.start)

@@ -14,7 +14,18 @@ import msgspec
 
 from exporter.model import Message, Role, ToolCall
 
-__all__ = ["from_any", "from_genai", "from_openai", "normalise_role", "stringify", "system"]
+__all__ = [
+    "REDACTED",
+    "from_any",
+    "from_genai",
+    "from_openai",
+    "normalise_role",
+    "stringify",
+    "system",
+]
+
+#: What OpenInference records instead of content it was told to hide: no content at all.
+REDACTED = "__REDACTED__"
 
 _ROLES: dict[str, Role] = {
     "system": "system",
@@ -75,6 +86,7 @@ def _message(
     *,
     name: Any = None,
 ) -> Message | None:
+    text = [part for part in text if part != REDACTED]
     content = "\n".join(text) if text else None
     if content is None and not tool_calls:
         return None  # an image-only or empty message says nothing a scorer can read
@@ -90,7 +102,7 @@ def _tool_result(call_id: Any, response: Any, *, error: Any = None) -> Message:
     return Message(
         role="tool",
         tool_call_id=call_id if isinstance(call_id, str) and call_id else None,
-        content=stringify(response),
+        content=stringify(None if response == REDACTED else response),
         error=bool(error) or None,
     )
 

@@ -2,17 +2,23 @@
 
 OTLP/JSON is the protobuf JSON mapping with two exceptions handled here: trace and span ids are
 hex, not base64, and receivers must ignore unknown fields. Responses use the request's encoding.
+Traces (``/v1/traces``) and logs (``/v1/logs``) differ only in their messages.
 """
 
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError, Message
 from google.rpc.status_pb2 import Status
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
+    ExportLogsServiceRequest,
+    ExportLogsServiceResponse,
+)
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
@@ -24,9 +30,12 @@ __all__ = [
     "DEADLINE_EXCEEDED",
     "INVALID_ARGUMENT",
     "JSON",
+    "LOGS",
     "PROTOBUF",
     "RESOURCE_EXHAUSTED",
+    "TRACES",
     "UNAVAILABLE",
+    "decode_logs_request",
     "decode_request",
     "encode_response",
     "encode_status",
@@ -35,6 +44,8 @@ __all__ = [
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
+#: The two signals taken, as named in their paths (``/v1/traces``, ``/v1/logs``).
+TRACES, LOGS = "traces", "logs"
 _ID_FIELDS = ("traceId", "spanId", "parentSpanId", "trace_id", "span_id", "parent_span_id")
 #: Characters of a decoder's error message passed on to the client.
 MAX_MESSAGE = 300
@@ -53,16 +64,29 @@ def media_type(content_type: str) -> str | None:
 
 
 def decode_request(body: bytes, *, encoding: str) -> ExportTraceServiceRequest:
-    """Return the request in ``body``; raise ``InvalidPayload`` saying where it is broken."""
+    """Return the traces request in ``body``; raise ``InvalidPayload`` saying where it is broken."""
     request = ExportTraceServiceRequest()
+    _decode(body, request, encoding=encoding, ids=_trace_ids_to_base64)
+    return request
+
+
+def decode_logs_request(body: bytes, *, encoding: str) -> ExportLogsServiceRequest:
+    """Return the logs request in ``body``; raise ``InvalidPayload`` saying where it is broken."""
+    request = ExportLogsServiceRequest()
+    _decode(body, request, encoding=encoding, ids=_log_ids_to_base64)
+    return request
+
+
+def _decode(
+    body: bytes, request: Message, *, encoding: str, ids: Callable[[dict[str, Any]], None]
+) -> None:
+    kind = type(request).__name__
     if encoding == PROTOBUF:
         try:
             request.ParseFromString(body)
         except DecodeError as error:
-            raise InvalidPayload(
-                f"not an ExportTraceServiceRequest in protobuf: {_short(error)}"
-            ) from error
-        return request
+            raise InvalidPayload(f"not an {kind} in protobuf: {_short(error)}") from error
+        return
     try:
         document = msgspec.json.decode(body)
     except msgspec.DecodeError as error:
@@ -73,16 +97,13 @@ def decode_request(body: bytes, *, encoding: str) -> ExportTraceServiceRequest:
         raise InvalidPayload("JSON nested too deeply") from None
     if not isinstance(document, dict):
         raise InvalidPayload(f"expected a JSON object, got {type(document).__name__}")
-    _ids_to_base64(document)
+    ids(document)
     try:
         json_format.ParseDict(document, request, ignore_unknown_fields=True)
     except json_format.ParseError as error:
-        raise InvalidPayload(
-            f"not an ExportTraceServiceRequest in OTLP/JSON: {_short(error)}"
-        ) from error
+        raise InvalidPayload(f"not an {kind} in OTLP/JSON: {_short(error)}") from error
     except RecursionError:  # json_format recurses per nested AnyValue
         raise InvalidPayload("attribute values nested too deeply") from None
-    return request
 
 
 def _short(error: Exception) -> str:
@@ -91,7 +112,7 @@ def _short(error: Exception) -> str:
     return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 3] + "..."
 
 
-def _ids_to_base64(document: dict[str, Any]) -> None:
+def _trace_ids_to_base64(document: dict[str, Any]) -> None:
     """Rewrite OTLP/JSON's hex ids in place as the base64 that ``json_format`` expects."""
     for i, resource in enumerate(_items(document, "resourceSpans", "resource_spans")):
         for j, scope in enumerate(_items(resource, "scopeSpans", "scope_spans")):
@@ -100,6 +121,14 @@ def _ids_to_base64(document: dict[str, Any]) -> None:
                 _convert(span, where)
                 for n, link in enumerate(_items(span, "links")):
                     _convert(link, f"{where}.links[{n}]")
+
+
+def _log_ids_to_base64(document: dict[str, Any]) -> None:
+    """Rewrite a logs request's hex ids in place, as ``_trace_ids_to_base64`` does."""
+    for i, resource in enumerate(_items(document, "resourceLogs", "resource_logs")):
+        for j, scope in enumerate(_items(resource, "scopeLogs", "scope_logs")):
+            for k, record in enumerate(_items(scope, "logRecords", "log_records")):
+                _convert(record, f"$.resourceLogs[{i}].scopeLogs[{j}].logRecords[{k}]")
 
 
 def _items(node: Any, *names: str) -> list[Any]:
@@ -133,13 +162,21 @@ def _encode(message: Message, encoding: str) -> bytes:
     return message.SerializeToString()
 
 
-def encode_response(*, rejected: int, error_message: str, encoding: str) -> bytes:
-    """Return an ExportTraceServiceResponse, with partial success when spans were rejected."""
-    response = ExportTraceServiceResponse()
+def encode_response(
+    *, rejected: int, error_message: str, encoding: str, signal: str = TRACES
+) -> bytes:
+    """Return the signal's export response, with partial success when items were rejected."""
+    if signal == LOGS:
+        logs = ExportLogsServiceResponse()
+        if rejected or error_message:
+            logs.partial_success.rejected_log_records = rejected
+            logs.partial_success.error_message = error_message
+        return _encode(logs, encoding)
+    traces = ExportTraceServiceResponse()
     if rejected or error_message:
-        response.partial_success.rejected_spans = rejected
-        response.partial_success.error_message = error_message
-    return _encode(response, encoding)
+        traces.partial_success.rejected_spans = rejected
+        traces.partial_success.error_message = error_message
+    return _encode(traces, encoding)
 
 
 def encode_status(*, code: int, message: str, encoding: str) -> bytes:
