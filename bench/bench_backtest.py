@@ -39,7 +39,7 @@ from _harness import REPO, require
 
 from exporter.config import default_document, load_config
 from exporter.generate import generate
-from tests.generate.synthetic import diurnal, prune_rule_files, write_test_file
+from exporter.scenarios import diurnal, prune_rule_files, write_test_file
 from tests.support.history import History, import_file
 from tests.support.promstack import serving_prometheus
 
@@ -51,9 +51,10 @@ WARMUP_DAYS = 3  # the default rules look back 3d1h (the slow SLO ticket)
 
 def _children(pid: int) -> set[int]:
     found: set[int] = set()
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        with contextlib.suppress(OSError):
-            found.update(int(child) for child in (task / "children").read_text().split())
+    with contextlib.suppress(OSError):  # the process may be gone before or while listed
+        for task in Path(f"/proc/{pid}/task").glob("*"):
+            with contextlib.suppress(OSError):
+                found.update(int(child) for child in (task / "children").read_text().split())
     return found
 
 

@@ -1,14 +1,16 @@
-"""The command line: ``run``, ``generate``, ``check-config``, ``export-dataset``, ``backtest``.
+"""The command line: ``run``, ``generate``, ``check-config``, ``export-dataset``, ``scenarios``,
+``backtest``.
 
 ``main()`` -> ``sys.exit(run(argv, stdout, stderr))`` so tests call ``run`` with StringIO.
 Exit codes: 0 ok, 1 runtime failure, 2 usage or config error.
 
-Three imports wait in the function of the subcommand that needs them, for start-up time alone
+Four imports wait in the function of the subcommand that needs them, for start-up time alone
 (they hide no cycle): ``exporter.web`` (the daemon and the aiohttp server, about 0.2 s of CPU)
 for ``run``, ``exporter.scoring`` (the scorers and the judges' HTTP client, about 0.13 s) for
-``check-config``, and ``exporter.generate`` (the generators and the Grafana SDK, about 0.04 s)
-for ``generate``; ``--help``, ``export-dataset`` and ``backtest`` load none of them (the
-backtest's own machinery waits in ``exporter.backtest.cli.run``).
+``check-config``, ``exporter.generate`` (the generators and the Grafana SDK, about 0.04 s)
+for ``generate``, and ``exporter.scenarios`` (the generators again) for ``scenarios``;
+``--help``, ``export-dataset`` and ``backtest`` load none of them (the backtest's own
+machinery waits in ``exporter.backtest.cli.run``).
 """
 
 from __future__ import annotations
@@ -108,7 +110,66 @@ def _parser(stderr: TextIO) -> _Parser:
     check = commands.add_parser("check-config", help="validate a config file", stderr=stderr)
     config_flag(check)
     dataset_cli.add_parser(commands, stderr=stderr)  # export-dataset, with its own --config.file
-    backtest_cli.add_parser(commands, stderr=stderr)  # backtest, likewise
+    _scenarios_parser(commands, stderr=stderr)
+    backtest_cli.add_parser(commands, stderr=stderr)  # backtest, with its own --config.file
+    return parser
+
+
+def _scenarios_parser(subparsers: Any, **kwargs: Any) -> argparse.ArgumentParser:
+    """Add the ``scenarios`` subcommand (``exporter.scenarios`` runs it), with its own flags."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "scenarios",
+        help="run synthetic traffic through the alert rules with promtool and report",
+        description="Generate the rules for the config (or take --rules), evaluate them with "
+        "`promtool test rules` over the scenario suite (steady, diurnal and quiet traffic, "
+        "drops, short dips, a drift, an error budget burning, a day whose sampling budget "
+        "would run out) and print per scenario the false pages, false warnings and the "
+        "delay from a real drop to its page. Needs promtool on PATH; takes a few minutes.",
+        **kwargs,
+    )
+    parser.add_argument(
+        "--config.file",
+        dest="config_file",
+        metavar="PATH",
+        help="YAML configuration: its dimensions and sampling shape the traffic, and its "
+        "rules are tested unless --rules is given (default: the embedded default)",
+    )
+    parser.add_argument(
+        "--rules",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="FILE",
+        help="a rule file to test instead of the config's generated rules (repeat)",
+    )
+    parser.add_argument(
+        "--dimension",
+        metavar="NAME",
+        help="the dimension whose scores change (default: the first on a 0-1 scale with an "
+        "SLO objective)",
+    )
+    parser.add_argument(
+        "--interval",
+        metavar="DURATION",
+        help="scrape and evaluation interval of the series (default: alerting.scrape_interval)",
+    )
+    parser.add_argument(
+        "--scenario",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="run only this scenario (repeat; default: all)",
+    )
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run each scenario with N different random draws and report rates (default 1)",
+    )
+    parser.add_argument(
+        "--format", dest="output_format", choices=("table", "json"), default="table"
+    )
     return parser
 
 
@@ -144,6 +205,10 @@ def run(argv: Sequence[str], stdout: TextIO, stderr: TextIO) -> int:
             return _generate(config, args, stdout, stderr)
         case "export-dataset":
             return dataset_cli.run(args, stdout=stdout, stderr=stderr, config=config)
+        case "scenarios":
+            from exporter.scenarios import cli as scenarios_cli  # for start-up time
+
+            return scenarios_cli.run(args, stdout=stdout, stderr=stderr, config=config)
         case "backtest":
             return backtest_cli.run(args, stdout=stdout, stderr=stderr, config=config)
         case _:

@@ -88,6 +88,19 @@ class Evaluation:
     errors: dict[str, str] = field(default_factory=dict)
     #: Dimensions scored bad by the first tier that the confirming judge re-scored as fine.
     overturned: set[str] = field(default_factory=set)
+    #: Scores a confirmer gave on re-scoring (the tier-2 judge's), by dimension.
+    confirmed: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def final_scores(self) -> dict[str, float]:
+        """Return the scores the metrics record: a confirmer's where it re-scored, else ``scores``.
+
+        A tier-2 judge that re-scores a bad first score as fine thereby changes what the
+        histogram (and so every alert) sees; ``scores`` keeps the first tier's.
+        """
+        if not self.confirmed:
+            return self.scores
+        return {name: self.confirmed.get(name, value) for name, value in self.scores.items()}
 
 
 class EvaluationSink(Protocol):
@@ -102,7 +115,9 @@ class Confirmer(Protocol):
     """A second opinion on evaluations that look bad (the tier-2 LLM judge is one).
 
     The pipeline calls ``confirm`` after every first-tier scorer has finished; the confirmer
-    decides from the evaluation (bad scores, flags) whether it has anything to do.
+    decides from the evaluation (bad scores, flags) whether it has anything to do. Scores in
+    its result re-score dimensions the first tier scored (into ``Evaluation.confirmed``): the
+    metrics record them instead of the first tier's; flags and explanations are added.
     """
 
     name: str

@@ -32,7 +32,7 @@ from exporter.backtest.run import Result
 from exporter.cli import run
 from exporter.config import load_config
 from exporter.exceptions import BacktestError
-from tests.generate.synthetic import promtool_test
+from exporter.scenarios import promtool_test
 
 
 def found(expr: str) -> list[tuple[str | None, str, float]]:

@@ -32,7 +32,7 @@ from exporter.cli import run
 from exporter.config import default_document, load_config
 from exporter.generate import generate
 from exporter.generate.conventions import Alert
-from tests.generate.synthetic import (
+from exporter.scenarios import (
     constant,
     diurnal,
     prune_rule_files,

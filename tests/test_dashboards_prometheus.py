@@ -46,7 +46,7 @@ def config_document(fake: FakeOpenAI) -> dict[str, Any]:
     price = {"input_per_million": 1000, "output_per_million": 2000}
     return {
         "agents": list(AGENTS),
-        "sampling": {"base_rate": 1.0},
+        "sampling": {"base_rate": 1.0, "daily_budget": {"max_samples": None}},
         "judges": {
             "grader": {"base_url": fake.base_url, "model": "grader", "retries": 0, "price": price}
         },
@@ -60,6 +60,8 @@ def config_document(fake: FakeOpenAI) -> dict[str, Any]:
             {"type": "passthrough"},
         ],
         "alerting": {
+            "scrape_interval": "1s",
+            "min_duration": "0s",
             "current_window": "20s",
             "baseline_window": "2m",
             "degradation": {

@@ -39,7 +39,8 @@ def scaled_config(receiver: WebhookReceiver) -> dict[str, Any]:
     """Return a config whose alerting windows are seconds instead of hours."""
     return {
         "agents": [AGENT],
-        "sampling": {"base_rate": 1.0, "boost_rate": 1.0},
+        # Everything scored: no daily maximum to pace 600 conversations a minute down to.
+        "sampling": {"base_rate": 1.0, "boost_rate": 1.0, "daily_budget": {"max_samples": None}},
         "dimensions": [
             {
                 "name": "task_completion",

@@ -17,7 +17,7 @@ import yaml
 
 from exporter.config import parse_config
 from exporter.generate import generate
-from tests.generate.synthetic import INSTANCE, JOB, promtool_test, write_test_file
+from exporter.scenarios import INSTANCE, JOB, promtool_test, write_test_file
 
 ALERTS = ("AgentQualityScorerErrors", "AgentQualityJudgeErrors")
 #: Scrapes a minute (every 15 s) and minutes of series: 2 hours.
@@ -31,6 +31,7 @@ def rule_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Generate the rules for two judges; keep only the scorer and judge error alerts."""
     config = parse_config(
         {
+            "alerting": {"scrape_interval": "15s"},  # as the series below are scraped
             "judges": {
                 "fast": {"base_url": "http://127.0.0.1:1/v1", "model": "small"},
                 "careful": {"base_url": "http://127.0.0.1:1/v1", "model": "large"},
@@ -41,10 +42,13 @@ def rule_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     out = tmp_path_factory.mktemp("rules")
     written = generate(config, out=out)
-    (alerts,) = [path for path in written if path.name.endswith("-alerts.rules.yml")]
+    (alerts,) = [path for path in written if path.name.endswith(".rules.yml")]
     document = yaml.safe_load(alerts.read_text())
     rules = [
-        rule for group in document["groups"] for rule in group["rules"] if rule["alert"] in ALERTS
+        rule
+        for group in document["groups"]
+        for rule in group["rules"]
+        if rule.get("alert") in ALERTS
     ]
     assert [rule["alert"] for rule in rules] == list(ALERTS)
     kept = out / "errors.rules.yml"

@@ -124,9 +124,10 @@ class TestTwoTiers:
         difference = {"dimension": "coherence", "judge": "second"}
         assert daemon.value("agent_quality_judge_score_difference_count", **difference) == 1
         assert daemon.value("agent_quality_judge_score_difference_sum", **difference) == 0
-        # The first judge's score is what the histogram shows; the second adds no duplicate.
+        # One score per conversation in the histogram: the confirmed one, no duplicate.
         series = {"agent": "support-bot", "dimension": "coherence"}
         assert daemon.value("agent_quality_score_count", **series) == 1
+        assert daemon.value("agent_quality_score_sum", **series) == 1
 
     async def test_second_judge_can_reject(self, fake: FakeOpenAI, daemon: Daemon) -> None:
         """When the second judge finds it fine the verdict is rejected, the bad score overturned."""
@@ -139,6 +140,32 @@ class TestTwoTiers:
         assert evaluation.overturned == {"coherence"}
         difference = {"dimension": "coherence", "judge": "second"}
         assert daemon.value("agent_quality_judge_score_difference_sum", **difference) == 0.75
+
+    async def test_overturned_score_is_what_the_histogram_records(
+        self, fake: FakeOpenAI, daemon: Daemon
+    ) -> None:
+        """A bad first score re-scored as fine is recorded as fine: it cannot page anyone."""
+        evaluation = await daemon.score(
+            talk(f"Where is my order? judge-score=1 judge-score[{SECOND}]=4")
+        )
+        assert evaluation.scores["coherence"] == 1.0  # the first tier's, for the dataset
+        assert evaluation.final_scores["coherence"] == 4.0
+        series = {"agent": "support-bot", "dimension": "coherence"}
+        assert daemon.value("agent_quality_score_count", **series) == 1
+        assert daemon.value("agent_quality_score_sum", **series) == 4
+        assert daemon.value("agent_quality_score_squares_total", **series) == 16
+        # Not past coherence's bad threshold (2): the bad-share and burn rules see a good one.
+        assert daemon.value("agent_quality_score_bucket", le="2.0", **series) == 0
+        assert daemon.verdicts("rejected") == 1  # the disagreement is still counted
+
+    async def test_failed_confirmation_keeps_the_first_score(
+        self, fake: FakeOpenAI, daemon: Daemon
+    ) -> None:
+        """Without a verdict from the second judge, the histogram keeps the first score."""
+        fake.behave(SECOND, {"status": 500})
+        await daemon.score(talk("Where is my order? judge-score=1"))
+        series = {"agent": "support-bot", "dimension": "coherence"}
+        assert daemon.value("agent_quality_score_sum", **series) == 1
 
     async def test_deterministic_flag_calls_for_a_second_opinion(
         self, fake: FakeOpenAI, daemon: Daemon

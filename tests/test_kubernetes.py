@@ -25,7 +25,7 @@ import pytest
 import yaml
 
 from exporter import __version__
-from exporter.config import Config, parse_config
+from exporter.config import Config, parse_config, parse_duration
 from exporter.generate import generate
 from exporter.generate.conventions import DASHBOARD_LABELS, dashboard_configmap_name
 from exporter.generate.grafana import dashboards, dump_json
@@ -338,6 +338,9 @@ class TestAgreesWithConfig:
         assert "jobLabel" not in monitor
         assert config.alerting is not None
         assert service["metadata"]["name"] == config.alerting.job
+        # The generated windows and rule groups follow the interval Prometheus scrapes at.
+        (interval,) = {endpoint["interval"] for endpoint in monitor["endpoints"]}
+        assert parse_duration(interval) == config.alerting.scrape_interval
 
     def test_prometheus_finds_the_objects(self, config: Config) -> None:
         """ServiceMonitor and PrometheusRule carry the label the operator's selectors match."""

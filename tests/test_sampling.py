@@ -301,17 +301,17 @@ class TestPromotable:
         assert not any(sampler.decide(make_conversation(cid)).promotable for cid in ids)
         assert not any(sampler.can_promote(cid) for cid in ids)
 
-    def test_min_fill_pace_met_keeps_the_band(self) -> None:
-        """With min-fill on and its pace met, an in-band miss is still promotable."""
-        noon = utc("2026-11-26T12:00:00+00:00")
-        sampler = Sampler(make_config(min_daily_samples=2), clock=lambda: noon)
-        hashes = {cid: stable_hash(cid) for cid in (f"m{i}" for i in range(1000))}
-        band = [c for c, h in hashes.items() if rate_threshold(0.05) <= h < rate_threshold(0.25)]
-        above = [c for c, h in hashes.items() if h >= rate_threshold(0.25)]
-        # Behind pace at noon (target 1): the first miss is min-filled, then the pace is met.
-        assert sampler.decide(make_conversation(above[0])).reason == "min_fill"
-        assert sampler.decide(make_conversation(band[0])) == Verdict(None, promotable=True)
-        assert sampler.decide(make_conversation(above[1])) == Verdict(None)
+    def test_paced_out_base_band_is_promotable(self) -> None:
+        """An id the pacing leaves out is promotable if a signal would still boost it now."""
+        sampler, _ = paced_sampler(halvings=1)
+        base, boost = rate_threshold(0.05), rate_threshold(0.25)
+        hashes = {cid: stable_hash(cid) for cid in (f"m{i}" for i in range(20_000))}
+        paced_out = next(c for c, h in hashes.items() if base // 2 <= h < base)
+        band = next(c for c, h in hashes.items() if base <= h < boost // 2)
+        above = next(c for c, h in hashes.items() if boost // 2 <= h < boost)
+        assert sampler.decide(make_conversation(paced_out), "busy") == Verdict(None, True)
+        assert sampler.decide(make_conversation(band), "busy") == Verdict(None, True)
+        assert sampler.decide(make_conversation(above), "busy") == Verdict(None)
 
 
 class TestVerdict:
@@ -425,8 +425,8 @@ class TestTriggers:
 
 
 class TestDailyBudget:
-    def test_max_then_reset_at_utc_midnight(self) -> None:
-        """Past the day's max the verdict is daily_budget; at UTC midnight the count resets."""
+    def test_max_stays_a_hard_cap_and_resets_at_utc_midnight(self) -> None:
+        """Within one pacing step nothing passes the day's max; at UTC midnight the count resets."""
         sampler = Sampler(make_config(base_rate=1.0, boost_rate=1.0, max_daily_samples=10))
         ids = (f"c{i}" for i in range(10_000))
         with freeze_time("2026-11-26 23:59:58") as frozen:
@@ -437,8 +437,6 @@ class TestDailyBudget:
             assert sampler.decide(make_conversation(next(ids))) == Verdict("daily_budget")
             frozen.move_to("2026-11-27 00:00:00")
             assert sampler.sampled_today == 0
-            assert sampler.decide(make_conversation(next(ids))) == Verdict("base")
-            assert sampler.sampled_today == 1
 
     def test_budget_counts_boosts(self) -> None:
         """Boosted conversations use the same daily budget."""
@@ -459,65 +457,134 @@ class TestDailyBudget:
         assert [sampler.decide(make_conversation(f"c{i}")).reason for i in range(3)] == [None] * 3
 
 
+def run_day(
+    sampler: Sampler, now: list[float], *, rates: dict[str, int], minutes: int, start: float = 0
+) -> dict[str, Counter[str | None]]:
+    """Feed ``rates[agent]`` conversations a minute for ``minutes``; return reasons per hour."""
+    seen: dict[str, Counter[str | None]] = {}
+    number = 0
+    for minute in range(minutes):
+        for agent, per_minute in rates.items():
+            for arrival in range(per_minute):
+                now[0] = start + minute * 60 + 60 * arrival / per_minute
+                number += 1
+                reason = sampler.decide(make_conversation(f"{agent}-{number}"), agent).reason
+                seen.setdefault(f"{agent} {minute // 60}", Counter())[reason] += 1
+    return seen
+
+
+def paced_sampler(*, halvings: int) -> tuple[Sampler, list[float]]:
+    """Return a sampler whose agent ``busy`` is paced ``halvings`` times at the start of a step."""
+    now = [utc("2026-11-26T00:00:00+00:00")]
+    per_step = 50_000 / 1440
+    # Demand of 2**halvings times the day's pace (base 5%): the sampler halves that often.
+    per_minute = round(per_step * 2**halvings / 0.05 * 0.8)
+    sampler = Sampler(make_config(max_daily_samples=50_000), clock=lambda: now[0])
+    run_day(sampler, now, rates={"busy": per_minute}, minutes=3, start=now[0])
+    now[0] = utc("2026-11-26T00:03:00+00:00")
+    assert sampler.rates()["busy"] == pytest.approx(0.05 * 2.0**-halvings)
+    return sampler, now
+
+
+class TestPacing:
+    """The daily maximum spread over the day: thinner on a busy day, never stopped."""
+
+    def test_busy_day_thins_and_never_stops(self) -> None:
+        """Demand for 36k samples a day against a max of 360: every hour gets its share."""
+        now = [utc("2026-11-26T00:00:00+00:00")]
+        sampler = Sampler(make_config(max_daily_samples=360), clock=lambda: now[0])
+        seen = run_day(sampler, now, rates={"busy": 500}, minutes=24 * 60, start=now[0])
+        hourly = [seen[f"busy {hour}"]["base"] for hour in range(24)]
+        assert all(3 <= taken <= 40 for taken in hourly), hourly  # 15 an hour is the pace
+        assert 180 <= sum(hourly) <= 360  # halving leaves at most half unused
+        assert all(seen[f"busy {hour}"]["daily_budget"] == 0 for hour in range(24))
+        assert sampler.rates()["busy"] <= 0.05 / 16  # 25 a minute against 0.25
+
+    def test_quiet_agent_keeps_its_rate(self) -> None:
+        """One agent's flood thins its own sample only: a quiet agent keeps the full rate."""
+        now = [utc("2026-11-26T00:00:00+00:00")]
+        sampler = Sampler(make_config(max_daily_samples=1440), clock=lambda: now[0])
+        seen = run_day(sampler, now, rates={"busy": 2000, "quiet": 20}, minutes=120, start=now[0])
+        assert sampler.rates(("quiet", "new"))["quiet"] == 0.05
+        assert sampler.rates(("quiet", "new"))["new"] == 0.05
+        assert sampler.rates()["busy"] < 0.05 / 32
+        quiet = seen["quiet 1"]
+        assert within_sigmas(quiet["base"], n=sum(quiet.values()), p=0.05)
+
+    def test_decision_is_a_function_of_the_id_within_a_step(self) -> None:
+        """Two replicas with the same history decide every id alike; the lower rate nests."""
+        first, _ = paced_sampler(halvings=2)
+        second, _ = paced_sampler(halvings=1)
+        ids = [f"r{i}" for i in range(20_000)]
+        one = [first.decide(make_conversation(cid), "busy").reason for cid in ids]
+        assert one == [first.decide(make_conversation(cid), "busy").reason for cid in ids]
+        other = [second.decide(make_conversation(cid), "busy").reason for cid in ids]
+        # Sampled at a quarter of the rate: also sampled at half of it.
+        assert all(b == "base" for a, b in zip(one, other, strict=True) if a == "base")
+        assert within_sigmas(one.count("base"), n=len(ids), p=0.05 / 4)
+        assert within_sigmas(other.count("base"), n=len(ids), p=0.05 / 2)
+
+    def test_rates_recover_when_traffic_falls(self) -> None:
+        """Once the flood stops, the pace goes back to the configured rates."""
+        now = [utc("2026-11-26T00:00:00+00:00")]
+        sampler = Sampler(make_config(max_daily_samples=1440), clock=lambda: now[0])
+        run_day(sampler, now, rates={"busy": 2000}, minutes=10, start=now[0])
+        assert sampler.rates()["busy"] < 0.05
+        run_day(sampler, now, rates={"busy": 10}, minutes=10, start=now[0] + 600)
+        assert sampler.rates()["busy"] == 0.05
+
+
 class TestMinFill:
-    """Min-fill pace with base and boost rates 0, so every sample is a min-fill."""
+    """Min-fill with base and boost rates 0, so every sample is a min-fill."""
 
-    @staticmethod
-    def fill(sampler: Sampler, *, tries: int = 500) -> Counter[str | None]:
-        """Decide ``tries`` fresh conversations; return the reasons seen."""
-        return Counter(sampler.decide(make_conversation(f"fill-{i}")).reason for i in range(tries))
-
-    def test_pace_by_fraction_of_the_day(self) -> None:
-        """At 06:00 a minimum of 200 fills to 50; at 06:59:59 to 59, not a whole-hour 50."""
-        sampler = Sampler(make_config(base_rate=0.0, boost_rate=0.0, min_daily_samples=200))
-        with freeze_time("2026-11-26 06:00:00") as frozen:
-            assert self.fill(sampler) == {"min_fill": 50, None: 450}
-            assert sampler.sampled_today == 50
-            frozen.move_to("2026-11-26 06:59:59")
-            assert self.fill(sampler)["min_fill"] == 9
-            assert sampler.sampled_today == 59
-
-    def test_reset_across_utc_midnight(self) -> None:
-        """The count resets at UTC midnight; just after it the target is near zero again."""
-        sampler = Sampler(make_config(base_rate=0.0, boost_rate=0.0, min_daily_samples=200))
-        with freeze_time("2026-11-26 23:59:59") as frozen:
-            assert self.fill(sampler)["min_fill"] == 200
-            frozen.move_to("2026-11-27 00:00:00")
-            assert sampler.sampled_today == 0
-            assert self.fill(sampler)["min_fill"] == 0
-            frozen.move_to("2026-11-27 00:07:12")  # 0.5 % of the day: target 1.0
-            assert self.fill(sampler)["min_fill"] == 1
-            frozen.move_to("2026-11-27 00:07:13")
-            assert self.fill(sampler)["min_fill"] == 1
-            assert sampler.sampled_today == 2
+    def test_fill_band_keeps_the_pace(self) -> None:
+        """A minimum of 1,440 a day is one a minute: an hour of traffic fills about 60."""
+        now = [utc("2026-11-26T06:00:00+00:00")]
+        sampler = Sampler(
+            make_config(base_rate=0.0, boost_rate=0.0, min_daily_samples=1440),
+            clock=lambda: now[0],
+        )
+        seen = run_day(sampler, now, rates={"a": 100}, minutes=60, start=now[0])
+        # Six hours behind at 06:00: the band catches up from the second minute on.
+        assert seen["a 0"]["min_fill"] >= 300
+        assert set(seen["a 0"]) <= {"min_fill", None}
+        assert 300 <= sampler.sampled_today <= 6100
+        caught_up = sampler.sampled_today
+        run_day(sampler, now, rates={"a": 100}, minutes=60, start=now[0] + 60)
+        assert 30 <= sampler.sampled_today - caught_up <= 240  # on pace: ~60 in the next hour
 
     def test_day_is_the_utc_day(self) -> None:
-        """06:00 at UTC+2 is 04:00 UTC: a third of 200 is due, not a quarter."""
-        now = utc("2026-11-26T06:00:00+02:00")
+        """06:00 at UTC+2 is 04:00 UTC: the band fills toward a sixth of the day, not a fourth."""
+        now = [utc("2026-11-26T06:00:00+02:00")]
         sampler = Sampler(
-            make_config(base_rate=0.0, boost_rate=0.0, min_daily_samples=200), clock=lambda: now
+            make_config(base_rate=0.0, boost_rate=0.0, min_daily_samples=2400),
+            clock=lambda: now[0],
         )
-        assert self.fill(sampler)["min_fill"] == 34
+        run_day(sampler, now, rates={"a": 10_000}, minutes=3, start=now[0])
+        assert 300 <= sampler.sampled_today <= 410  # toward 2400 / 6 = 400, not / 4 = 600
 
     def test_base_samples_count_toward_the_pace(self) -> None:
         """Conversations sampled by rate already fill the pace, so min-fill adds none."""
-        now = utc("2026-11-26T12:00:00+00:00")
+        now = [utc("2026-11-26T12:00:00+00:00")]
         sampler = Sampler(
-            make_config(base_rate=1.0, boost_rate=1.0, min_daily_samples=200), clock=lambda: now
+            make_config(base_rate=1.0, boost_rate=1.0, min_daily_samples=200),
+            clock=lambda: now[0],
         )
-        assert self.fill(sampler, tries=150) == {"base": 150}
+        seen = run_day(sampler, now, rates={"a": 10}, minutes=5, start=now[0])
+        assert set(seen["a 0"]) == {"base"}
 
     def test_min_fill_respects_the_max(self) -> None:
         """Min-fill stops at the daily max, answering daily_budget past it."""
-        now = utc("2026-11-26T23:00:00+00:00")
+        now = [utc("2026-11-26T23:00:00+00:00")]
         sampler = Sampler(
             make_config(
                 base_rate=0.0, boost_rate=0.0, min_daily_samples=200, max_daily_samples=100
             ),
-            clock=lambda: now,
+            clock=lambda: now[0],
         )
-        reasons = [sampler.decide(make_conversation(f"c{i}")).reason for i in range(110)]
-        assert reasons == ["min_fill"] * 100 + ["daily_budget"] * 10
+        seen = run_day(sampler, now, rates={"a": 1000}, minutes=3, start=now[0])
+        assert seen["a 0"]["min_fill"] == 100
+        assert seen["a 0"]["daily_budget"] > 0
 
     def test_clock_stepped_back_is_a_new_day(self) -> None:
         """A wall clock stepped back across midnight starts that day's count afresh."""

@@ -27,6 +27,7 @@ __all__ = [
     "OperatorSettings",
     "build_alerting",
     "build_dimension_alerting",
+    "check_objectives",
 ]
 
 Fail = Callable[[str, str], ConfigError]
@@ -53,7 +54,11 @@ class DimensionAlerting:
 
 @dataclass(frozen=True, slots=True)
 class DegradationTier:
-    """One way of comparing a recent window's mean with the baseline mean."""
+    """One way of comparing a recent window's mean with the baseline mean.
+
+    ``window`` and ``for_`` are what the config asks for; exporter/generate/timing.py raises
+    them to what the scrape interval and ``AlertingConfig.min_duration`` need.
+    """
 
     name: str
     severity: str
@@ -120,11 +125,18 @@ class OperatorSettings:
 
 @dataclass(frozen=True, slots=True)
 class AlertingConfig:
-    """The whole ``alerting`` section."""
+    """The whole ``alerting`` section.
+
+    ``scrape_interval`` is how often Prometheus scrapes the exporter (and evaluates the rules):
+    every window is at least four of it. ``min_duration`` is how long a drop must have lasted
+    before anything alerts on it: dips that recover sooner only show on the dashboards.
+    """
 
     runbook_url: str
     dashboard_url: str
     job: str
+    scrape_interval: float
+    min_duration: float
     baseline_window: float
     current_window: float
     degradation: tuple[DegradationTier, ...]
@@ -144,7 +156,9 @@ def _seconds(fail: Fail, path: str, text: str) -> float:
     return seconds
 
 
-_TIER_KEYS = ("severity", "window", "for", "min_samples", "min_zscore", "min_delta_factor")
+_TIER_KEYS = ("severity", "window", "min_samples", "min_zscore", "min_delta_factor")
+#: Windows hold at least this many scrape intervals, so a missed scrape does not empty them.
+SCRAPES_PER_WINDOW = 4
 _BURN_KEYS = ("severity", "long_window", "short_window", "factor", "min_samples")
 
 
@@ -162,6 +176,20 @@ def build_alerting(section: Mapping[str, Any], fail: Fail) -> AlertingConfig:
     baseline = _seconds(fail, f"{path}.baseline_window", section["baseline_window"])
     if baseline <= current:
         raise fail(f"{path}.baseline_window", "must be longer than alerting.current_window")
+    scrape = _seconds(fail, f"{path}.scrape_interval", section["scrape_interval"])
+    if SCRAPES_PER_WINDOW * scrape > current:
+        raise fail(
+            f"{path}.scrape_interval",
+            f"{section['scrape_interval']}: windows of {SCRAPES_PER_WINDOW} scrape intervals "
+            f"would be longer than alerting.current_window ({section['current_window']})",
+        )
+    min_duration = parse_duration(section["min_duration"])
+    if min_duration >= current:
+        raise fail(
+            f"{path}.min_duration",
+            f"{section['min_duration']} must be shorter than alerting.current_window "
+            f"({section['current_window']}), the longest window an alert reads",
+        )
     tiers = []
     for name, tier in sorted(section["degradation"].items()):
         if tier is None:  # a user switches a default tier off with `name: null`
@@ -180,7 +208,7 @@ def build_alerting(section: Mapping[str, Any], fail: Fail) -> AlertingConfig:
                 name=name,
                 severity=tier["severity"],
                 window=window,
-                for_=parse_duration(tier["for"]),
+                for_=parse_duration(tier.get("for", "0s")),
                 min_samples=tier["min_samples"],
                 min_zscore=float(tier["min_zscore"]),
                 min_delta_factor=float(tier["min_delta_factor"]),
@@ -212,6 +240,8 @@ def build_alerting(section: Mapping[str, Any], fail: Fail) -> AlertingConfig:
         runbook_url=section["runbook_url"],
         dashboard_url=section["dashboard_url"],
         job=section["job"],
+        scrape_interval=scrape,
+        min_duration=min_duration,
         baseline_window=baseline,
         current_window=current,
         degradation=tuple(tiers),
@@ -274,3 +304,24 @@ def build_dimension_alerting(
         min_stddev=float(own.get("min_stddev", defaults["min_stddev_ratio"] * span)),
         objective=None if not has_bad_threshold or objective is None else float(objective),
     )
+
+
+def check_objectives(alerting: AlertingConfig, objectives: Mapping[str, float], fail: Fail) -> None:
+    """Refuse a burn-rate factor that needs more than every conversation bad.
+
+    ``objectives`` maps the key path each dimension's objective came from to the objective.
+    A factor of 14.4 fits a 99.9% objective, but times the 20% budget of a 0.8 objective it
+    asks for 288% of conversations bad: such an alert can never fire.
+    """
+    for burn in alerting.burn_rates:
+        for where, objective in objectives.items():
+            budget = 1 - objective
+            share = burn.factor * budget
+            if share >= 1:
+                raise fail(
+                    f"$.alerting.slo.{burn.name}.factor",
+                    f"{burn.factor:g} x the error budget of {where} (objective {objective:g}, "
+                    f"so {budget:.4g} of conversations may be bad) is a bad share of "
+                    f"{share:.4g}, which no traffic can reach: use a factor below "
+                    f"{1 / budget:.4g}, or raise that objective",
+                )

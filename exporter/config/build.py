@@ -14,7 +14,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from exporter.config.alerting import build_alerting, build_dimension_alerting
+from exporter.config.alerting import build_alerting, build_dimension_alerting, check_objectives
 from exporter.config.duration import parse_duration
 from exporter.config.model import (
     OTHER_AGENT,
@@ -71,6 +71,8 @@ class _Builder:
         dimensions = self.dimensions()
         judges = self.judges()
         scorers = self.scorers({d.name for d in dimensions})
+        alerting = build_alerting(self.doc["alerting"], self.fail)
+        check_objectives(alerting, self.objectives(dimensions), self.fail)
         return Config(
             server=self.server(),
             agents=self.agents(),
@@ -86,8 +88,25 @@ class _Builder:
             dataset=self.dataset({d.name for d in dimensions}),
             otlp=self.otlp(),
             grafana=GrafanaConfig(**self.doc["grafana"]),
-            alerting=build_alerting(self.doc["alerting"], self.fail),
+            alerting=alerting,
         )
+
+    def objectives(self, dimensions: tuple[Dimension, ...]) -> dict[str, float]:
+        """Return each SLO objective by where it was set (the dimension's own, or the default)."""
+        found = {}
+        for index, (item, dimension) in enumerate(
+            zip(self.doc["dimensions"], dimensions, strict=True)
+        ):
+            if dimension.alerting.objective is None:
+                continue
+            own = "objective" in (item.get("alerting") or {})
+            where = (
+                f"$.dimensions[{index}].alerting.objective"
+                if own
+                else f"$.alerting.defaults.objective (dimension {dimension.name})"
+            )
+            found[where] = dimension.alerting.objective
+        return found
 
     def otlp(self) -> OtlpConfig:
         raw = self.doc["otlp"]

@@ -1,52 +1,46 @@
 """Quality alerts: degradation against the baseline, absolute thresholds, SLO burn rates.
 
-Why the defaults look the way they do. tests/test_generate_promtool.py proves each case with
-promtool on fixed seeds; the rates below come from a Monte Carlo of the same arithmetic over
-100 seeds per case (Poisson arrivals, skewed score distributions, diurnal traffic):
-
-* Degradation compares a recent window's mean with the mean of the 24 hours before the
-  current hour. It needs all three of: a practical size (``min_delta``, in the dimension's
-  units), significance (a z-score whose standard error comes from the *baseline's* spread,
-  floored by ``min_stddev`` because a handful of 0/1 or 1-5 scores is far from normal) and a
-  minimum number of scored conversations.
-* A window's mean cannot tell a ten-minute dip from the first ten minutes of a lasting drop;
-  only time can. The ``fast`` tier therefore watches 3m windows and asks that the drop hold
-  for 12 minutes: at ~20 scored conversations a minute a 0.6 standard-deviation drop pages
-  in 14 minutes (median; 90% within 15), a 10-minute dip of the same size pages 2% of the
-  time, a 10-minute dip of 1 standard deviation 10%. Deeper dips page, as incidents should.
-* Low traffic (one conversation every few minutes) leaves a 3m window nearly empty; the
-  ``sharp`` tier reads 30m windows and, to stay quiet on noise, asks for twice ``min_delta``
-  and a z-score of 4. A clear drop (0.8 to ~0.35) of an agent scored every 2.5 minutes pages
-  in 21 minutes (median; 90% within 30).
-* The ``sustained`` tier (1h windows, a ticket) catches drifts: 0.2 over 12 hours on a 0-1
-  scale is reported after about 4 hours (and paged by ``fast`` at about 4.5).
-* Stationary traffic over two days: no page from ``fast``; ``sharp`` pages 0-2% of quiet
-  agents per dimension (skewed 1-5 and 0/1 scores); ``sustained`` tickets 0-2%.
-* Absolute thresholds fire when even the optimistic end of the current mean's confidence
-  interval is past the level, so a quiet agent's noisy hour does not cross 0.7 by chance.
-* Quality SLOs use the SRE workbook's multi-window, multi-burn-rate pairs, with a minimum of
-  scored conversations in the long window; a threshold that a budget cannot reach
-  (factor x budget > 1) becomes "every conversation bad".
+docs/alerting.md explains the design and its evidence; exporter/generate/timing.py derives the
+windows and holds. Every alert here reads recording rules of its own dimension's group.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from types import MappingProxyType
 
-from exporter.config.alerting import AlertingConfig, BurnRate, DegradationTier
-from exporter.config.model import Config, Dimension
+from exporter.config.alerting import AlertingConfig
+from exporter.config.duration import format_duration
+from exporter.config.model import Dimension
 from exporter.generate.conventions import BASELINE, Alert, Record, window_name
 from exporter.generate.model import AlertingRule
-from exporter.generate.recording import selector, window_count
+from exporter.generate.recording import matcher, reads_for, window_count
+from exporter.generate.timing import (
+    BURN_ZSCORE,
+    EDGE_ZSCORE,
+    HOLD_END_ZSCORE,
+    BurnTiming,
+    Persistence,
+    TierTiming,
+    Timing,
+)
 
-__all__ = ["quality_alerts"]
+__all__ = ["bad_share", "quality_alerts"]
 
 _BASELINE_MEAN = (
     "{{ with printf `" + Record.mean(BASELINE) + '{agent="%s",dimension="%s"}` '
     '$labels.agent $labels.dimension | query }}{{ . | first | value | printf "%.3g" }}'
     "{{ else }}unknown{{ end }}"
 )
+
+
+def bad_share(factor: float, objective: float) -> float:
+    """Return the share of bad conversations a burn-rate pair fires at: factor x budget."""
+    return factor * (1 - objective)
+
+
+def _duration(seconds: float) -> str:
+    return format_duration(seconds) if seconds else "0s"
 
 
 def _links(alerting: AlertingConfig, alert: str, value: str = "%.3g") -> dict[str, str]:
@@ -69,22 +63,68 @@ def _labels(alerting: AlertingConfig, dimension: str, **labels: str) -> Mapping[
     return MappingProxyType({**alerting.extra_labels, "dimension": dimension, **labels})
 
 
+def _edge_condition(persistence: Persistence, test: Callable[[str, str], str]) -> str:
+    """Return ``test(edge, offset)`` on the window's last edge and, offset back, its first."""
+    if persistence.edge is None:
+        return ""
+    edge = window_name(persistence.edge)
+    earlier = f" offset {window_name(persistence.window - persistence.edge)}"
+    return f"\nand {test(edge, '')}\nand {test(edge, earlier)}"
+
+
+def _held(persistence: Persistence) -> str:
+    """Describe how the alert proves the drop has lasted, for the description."""
+    if persistence.held:
+        return f"for {_duration(persistence.for_)}, and now at z >= {HOLD_END_ZSCORE:g}"
+    if persistence.edge is None:
+        return f"for {_duration(persistence.for_)}"
+    edge = window_name(persistence.edge)
+    held = f", for {_duration(persistence.for_)}" if persistence.for_ else ""
+    return f"in its first and last {edge} too{held}"
+
+
+def _hold(persistence: Persistence, name: str, match: str, tier: str, scrape: float) -> str:
+    """Return the count of evaluations in a row a held tier's condition needs, if it is held."""
+    if not persistence.held:
+        return ""
+    # Half an interval more than the hold: the same evaluations whether the range includes
+    # its start (Prometheus 2) or not (3).
+    seconds = persistence.for_ + scrape / 2
+    span = window_name(seconds) if seconds == int(seconds) else f"{round(seconds * 1000)}ms"
+    series = f'{name}{{dimension="{match}", tier="{tier}"}}'
+    return (
+        f"\nand on (agent, dimension) count_over_time({series}[{span}]) "
+        f">= {persistence.evaluations(scrape)}"
+    )
+
+
 def _degraded(
-    dimension: Dimension, tier: DegradationTier, alerting: AlertingConfig
+    dimension: Dimension, timed: TierTiming, alerting: AlertingConfig, scrape: float
 ) -> AlertingRule:
-    match, suffix = selector(dimension), window_name(tier.window)
+    tier, persistence = timed.tier, timed.persistence
+    match, suffix = matcher(dimension), window_name(timed.window)
     delta = dimension.alerting.min_delta * tier.min_delta_factor
     direction = "below" if dimension.higher_is_better else "above"
+    zscore = max(tier.min_zscore, HOLD_END_ZSCORE) if persistence.held else tier.min_zscore
+    held = _hold(persistence, Record.held(suffix), dimension.name, tier.name, scrape)
+    edges = _edge_condition(
+        persistence,
+        lambda edge, shift: (
+            f"{Record.degradation(edge)}{match}{shift} >= {delta:.6g}\n"
+            f"and {Record.zscore(edge)}{match}{shift} >= {EDGE_ZSCORE:g}"
+        ),
+    )
     return AlertingRule(
         alert=Alert.DEGRADED,
         # The value is the window's mean, so the description can print it.
         expr=(
             f"{Record.mean(suffix)}{match}\n"
             f"and {Record.degradation(suffix)}{match} >= {delta:.6g}\n"
-            f"and {Record.zscore(suffix)}{match} >= {tier.min_zscore:.6g}\n"
+            f"and {Record.zscore(suffix)}{match} >= {zscore:.6g}\n"
             f"and {Record.count(suffix)}{match} >= {tier.min_samples}"
+            f"{edges}{held}"
         ),
-        for_=tier.for_,
+        for_=0.0 if persistence.held else persistence.for_,
         labels=_labels(
             alerting, dimension.name, severity=tier.severity, tier=tier.name, window=suffix
         ),
@@ -99,8 +139,8 @@ def _degraded(
                     f'last {suffix} is {{{{ $value | printf "%.3g" }}}}, {direction} its '
                     f"baseline of {_BASELINE_MEAN} (the {window_name(alerting.baseline_window)} "
                     f"before the last {window_name(alerting.current_window)}) by at least "
-                    f"{delta:.6g}, significantly (z >= {tier.min_zscore:g}), for "
-                    f"{window_name(tier.for_) if tier.for_ else 'now'}."
+                    f"{delta:.6g}, significantly (z >= {tier.min_zscore:g}), "
+                    f"{_held(persistence)}."
                 ),
                 **_links(alerting, Alert.DEGRADED),
             }
@@ -109,27 +149,31 @@ def _degraded(
 
 
 def _threshold(
-    dimension: Dimension, level: str, value: float, alerting: AlertingConfig
+    dimension: Dimension, level: str, value: float, alerting: AlertingConfig, timing: Timing
 ) -> AlertingRule:
     settings, suffix = alerting.absolute, window_name(alerting.current_window)
-    match = selector(dimension)
-    error = (
-        f"{settings.confidence_zscore:.6g} * clamp_min({Record.stddev(suffix)}{match}, "
-        f"{dimension.alerting.min_stddev!r}) / sqrt({Record.count(suffix)}{match})"
-    )
-    past = (
-        f"{Record.mean(suffix)}{match} + {error} < {value!r}"
-        if dimension.higher_is_better
-        else f"{Record.mean(suffix)}{match} - {error} > {value!r}"
-    )
+    match, persistence = matcher(dimension), timing.absolute
+    worse = "<" if dimension.higher_is_better else ">"
+    sign = "+" if dimension.higher_is_better else "-"
+
+    def past(window: str, shift: str = "") -> str:
+        # The optimistic end of the window's confidence interval, still past the level.
+        error = (
+            f"{settings.confidence_zscore:.6g} * clamp_min({Record.stddev(window)}{match}{shift}, "
+            f"{dimension.alerting.min_stddev!r}) / sqrt({Record.count(window)}{match}{shift})"
+        )
+        return f"({Record.mean(window)}{match}{shift} {sign} {error} {worse} {value!r})"
+
+    edges = _edge_condition(persistence, past)
     direction = "below" if dimension.higher_is_better else "above"
     return AlertingRule(
         alert=Alert.THRESHOLD,
         expr=(
-            f"{Record.mean(suffix)}{match}\nand ({past})\n"
+            f"{Record.mean(suffix)}{match}\nand {past(suffix)}\n"
             f"and {Record.count(suffix)}{match} >= {settings.min_samples}"
+            f"{edges}"
         ),
-        for_=settings.for_,
+        for_=persistence.for_,
         labels=_labels(alerting, dimension.name, severity=level),
         annotations=MappingProxyType(
             {
@@ -140,7 +184,8 @@ def _threshold(
                 "description": (
                     f"The mean {dimension.name} score of agent {{{{ $labels.agent }}}} over the "
                     f'last {suffix} is {{{{ $value | printf "%.3g" }}}}, confidently {direction} '
-                    f"the {level} level {value:g} (baseline {_BASELINE_MEAN})."
+                    f"the {level} level {value:g} (baseline {_BASELINE_MEAN}), "
+                    f"{_held(persistence)}."
                 ),
                 **_links(alerting, Alert.THRESHOLD),
             }
@@ -148,39 +193,60 @@ def _threshold(
     )
 
 
-def _burn_condition(dimension: Dimension, burn: BurnRate, alerting: AlertingConfig) -> str:
+def _burn_condition(
+    dimension: Dimension, timed: BurnTiming, alerting: AlertingConfig, timing: Timing
+) -> str:
     objective = dimension.alerting.objective
     assert objective is not None  # callers only pass dimensions with an SLO
-    # A factor the budget cannot reach (14.4 x a 10% budget) becomes "every conversation bad".
-    ratio = min(burn.factor * (1 - objective), 1.0)
-    match = selector(dimension)
-    long, short = window_name(burn.long_window), window_name(burn.short_window)
-    count = window_count(burn.long_window, dimension, alerting)
+    share = bad_share(timed.burn.factor, objective)  # check-config keeps it below 1
+    budget = 1 - objective
+    match = matcher(dimension)
+    long, short = window_name(timed.long_window), window_name(timed.short_window)
+    count = window_count(timed.long_window, reads_for(dimension, alerting, timing))
+
+    def burning(shift: str) -> str:
+        # Past the pair's share, and significantly past the budget on its own scores.
+        ratio, scored = Record.error_ratio(short), Record.count(short)
+        spread = f"{BURN_ZSCORE:g} * sqrt({budget * (1 - budget):.6g} / {scored}{match}{shift})"
+        return (
+            f"  and {ratio}{match}{shift} >= {share:.6g}\n"
+            f"  and {ratio}{match}{shift} - {spread} >= {budget:.6g}\n"
+        )
+
+    earlier = burning(f" offset {window_name(timed.gap)}") if timed.gap else ""
     return (
-        f"(\n  {Record.error_ratio(long)}{match} >= {ratio:.6g}\n"
-        f"  and {Record.error_ratio(short)}{match} >= {ratio:.6g}\n"
-        f"  and {count} >= {burn.min_samples}\n)"
+        f"(\n  {Record.error_ratio(long)}{match} >= {share:.6g}\n"
+        f"{burning('')}{earlier}"
+        f"  and {count} >= {timed.burn.min_samples}\n)"
     )
 
 
-def _burn_alerts(dimension: Dimension, alerting: AlertingConfig) -> Iterator[AlertingRule]:
-    if dimension.alerting.objective is None or dimension.thresholds.bad is None:
-        return
+def _burn_alerts(
+    dimension: Dimension, alerting: AlertingConfig, timing: Timing
+) -> Iterator[AlertingRule]:
     objective = dimension.alerting.objective
+    if objective is None or dimension.thresholds.bad is None:
+        return
     for severity in ("critical", "warning"):
-        burns = [burn for burn in alerting.burn_rates if burn.severity == severity]
-        if not burns:
+        pairs = [timed for timed in timing.burns if timed.burn.severity == severity]
+        if not pairs:
             continue
-        longest = window_name(max(burn.long_window for burn in burns))
-        conditions = "\nor\n".join(_burn_condition(dimension, burn, alerting) for burn in burns)
+        longest = window_name(max(timed.long_window for timed in pairs))
+        conditions = "\nor\n".join(
+            _burn_condition(dimension, timed, alerting, timing) for timed in pairs
+        )
+        shares = ", ".join(
+            f"{bad_share(timed.burn.factor, objective):.3g} over {window_name(timed.long_window)}"
+            for timed in pairs
+        )
         yield AlertingRule(
             alert=Alert.BURN,
             # The value is the error ratio over the longest window of the alert's pairs.
             expr=(
-                f"{Record.error_ratio(longest)}{selector(dimension)}\nand on (agent, dimension)\n"
+                f"{Record.error_ratio(longest)}{matcher(dimension)}\nand on (agent, dimension)\n"
                 f"(\n{conditions}\n)"
             ),
-            for_=0.0,  # the short window already confirms it is still burning
+            for_=0.0,  # the short windows, now and earlier, already show it lasting
             labels=_labels(alerting, dimension.name, severity=severity),
             annotations=MappingProxyType(
                 {
@@ -191,8 +257,8 @@ def _burn_alerts(dimension: Dimension, alerting: AlertingConfig) -> Iterator[Ale
                     "description": (
                         f"{{{{ $value | humanizePercentage }}}} of agent {{{{ $labels.agent }}}}'s "
                         f"scored conversations over the last {longest} had a bad "
-                        f"{dimension.name} score; the objective allows "
-                        f"{1 - objective:.4g}."
+                        f"{dimension.name} score; the objective allows {1 - objective:.4g}, "
+                        f"and this alert fires at a bad share of {shares}."
                     ),
                     **_links(alerting, Alert.BURN, "{{ $value | humanizePercentage }}"),
                 }
@@ -200,14 +266,14 @@ def _burn_alerts(dimension: Dimension, alerting: AlertingConfig) -> Iterator[Ale
         )
 
 
-def quality_alerts(config: Config, alerting: AlertingConfig) -> tuple[AlertingRule, ...]:
-    """Return every per-dimension alert for ``config``."""
-    rules: list[AlertingRule] = []
-    for dimension in config.dimensions:
-        rules.extend(_degraded(dimension, tier, alerting) for tier in alerting.degradation)
-        for level in ("critical", "warning"):
-            value = getattr(dimension.thresholds, level)
-            if value is not None:
-                rules.append(_threshold(dimension, level, value, alerting))
-        rules.extend(_burn_alerts(dimension, alerting))
+def quality_alerts(
+    dimension: Dimension, alerting: AlertingConfig, timing: Timing
+) -> tuple[AlertingRule, ...]:
+    """Return one dimension's alerts."""
+    rules = [_degraded(dimension, timed, alerting, timing.scrape) for timed in timing.tiers]
+    for level in ("critical", "warning"):
+        value = getattr(dimension.thresholds, level)
+        if value is not None:
+            rules.append(_threshold(dimension, level, value, alerting, timing))
+    rules.extend(_burn_alerts(dimension, alerting, timing))
     return tuple(rules)

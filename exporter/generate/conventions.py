@@ -6,6 +6,8 @@ follow Prometheus' ``level:metric:operations`` convention; ``agent_dimension`` s
 keep exactly the labels ``agent`` and ``dimension`` (summed over replicas).
 
 Windowed names end in the window (``mean5m``, ``mean1h``) or, for the baseline, ``_baseline``.
+Windows follow ``alerting.scrape_interval`` (exporter/generate/timing.py): at a 2m interval the
+dashboards' 5m window becomes ``mean8m``, and the dashboards read that name.
 """
 
 from __future__ import annotations
@@ -13,21 +15,19 @@ from __future__ import annotations
 from types import MappingProxyType
 
 from exporter.config.duration import format_duration
+from exporter.names import PREFIX
 
 __all__ = [
     "ALERTMANAGER_DIR",
     "ALERTMANAGER_FILE",
-    "ALERTS_FILE",
     "BASELINE",
     "CONFIGMAPS_DIR",
     "DASHBOARD_LABELS",
-    "DASHBOARD_WINDOWS",
-    "EXPORTER_WINDOW",
     "HEADER",
     "OPERATOR_FILE",
     "PREFIX",
-    "RECORDING_FILE",
     "RULES_DIR",
+    "RULES_FILE",
     "RUNBOOK_FILE",
     "TEMPLATE_FILE",
     "Alert",
@@ -38,22 +38,16 @@ __all__ = [
     "window_name",
 ]
 
-PREFIX = "agent_quality"
 LEVEL = "agent_dimension"
 SCORE = f"{PREFIX}_score"
 
 #: Suffix of the baseline window's series (``..._baseline``): the 24h before the current window.
 BASELINE = "_baseline"
 
-#: Windows recorded for dashboards whatever the alerting tiers use, in seconds.
-DASHBOARD_WINDOWS = (300.0, 1800.0, 3600.0)
-
-#: The rate window of the alerts about the exporter itself, in seconds.
-EXPORTER_WINDOW = 300.0
-
 RULES_DIR = "rules"
-RECORDING_FILE = "agent-quality-recording.rules.yml"
-ALERTS_FILE = "agent-quality-alerts.rules.yml"
+#: Every rule group: one per dimension (its recording rules, then the alerts that read them)
+#: and one for the alerts about the exporter itself.
+RULES_FILE = "agent-quality.rules.yml"
 RUNBOOK_FILE = "RUNBOOK.md"
 OPERATOR_FILE = "agent-quality.prometheusrule.yaml"
 ALERTMANAGER_DIR = "alertmanager"
@@ -120,6 +114,11 @@ class Record:
         return f"{LEVEL}:{SCORE}:stddev{window}"
 
     @staticmethod
+    def held(window: str) -> str:
+        """A held tier's condition on the window, where it holds; labels ``tier``."""
+        return f"{LEVEL}:{SCORE}:degraded{window}"
+
+    @staticmethod
     def degradation(window: str) -> str:
         """How much worse the window's mean is than the baseline's (positive: worse)."""
         return f"{LEVEL}:{SCORE}:degradation{window}"
@@ -164,14 +163,20 @@ class Alert:
     JUDGE_ERRORS = "AgentQualityJudgeErrors"
     QUEUE = "AgentQualityQueueNearCapacity"
     CONFIG_RELOAD = "AgentQualityConfigReloadFailed"
+    SAMPLING_BUDGET = "AgentQualitySamplingBudgetSpent"
 
 
 class Group:
-    """Rule group names."""
+    """Rule group names.
 
-    WINDOWS = "agent-quality-windows"
-    BASELINE = "agent-quality-baseline"
-    DIMENSIONS = "agent-quality-dimensions"
-    SLO = "agent-quality-slo"
-    QUALITY_ALERTS = "agent-quality-alerts"
+    A group's rules run in order and each reads what the ones before it wrote in the same
+    evaluation; groups run independently. So every alert shares a group with the recording
+    rules it reads: one group per dimension, and one for the exporter's alerts (raw series).
+    """
+
     EXPORTER_ALERTS = "agent-quality-exporter-alerts"
+
+    @staticmethod
+    def dimension(name: str) -> str:
+        """Return the group of one dimension's recording rules and alerts."""
+        return f"agent-quality-dimension-{name}"

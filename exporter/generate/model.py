@@ -35,7 +35,11 @@ class AlertingRule:
 
 @dataclass(frozen=True, slots=True)
 class RuleGroup:
-    """A Prometheus rule group: rules evaluated in order, so later ones read earlier ones."""
+    """A Prometheus rule group: rules evaluated in order, so later ones read earlier ones.
+
+    ``interval`` (seconds) overrides Prometheus' global evaluation interval for the group.
+    """
 
     name: str
     rules: tuple[RecordingRule | AlertingRule, ...]
+    interval: float | None = None

@@ -44,12 +44,15 @@ def _rule_data(rule: RecordingRule | AlertingRule) -> dict[str, Any]:
 
 def groups_data(groups: tuple[RuleGroup, ...]) -> dict[str, Any]:
     """Return a Prometheus rule file's content as data."""
-    return {
-        "groups": [
-            {"name": group.name, "rules": [_rule_data(rule) for rule in group.rules]}
-            for group in groups
-        ]
-    }
+    return {"groups": [_group_data(group) for group in groups]}
+
+
+def _group_data(group: RuleGroup) -> dict[str, Any]:
+    data: dict[str, Any] = {"name": group.name}
+    if group.interval:
+        data["interval"] = format_duration(group.interval)
+    data["rules"] = [_rule_data(rule) for rule in group.rules]
+    return data
 
 
 def operator_resource(groups: tuple[RuleGroup, ...], settings: OperatorSettings) -> dict[str, Any]:

@@ -68,9 +68,16 @@ class Intake:
         metrics.add_gauge(
             "late_buffer_bytes", "Bytes held by the late-signal buffer.", lambda: late_buffer.nbytes
         )
+        metrics.add_agent_gauge(
+            "sampling_rate",
+            "Share of the agent's conversations sampled without a boost trigger now: "
+            "sampling.base_rate, halved while the daily budget is paced, plus min-fill.",
+            lambda: sampler.rates(self._agent_labels),
+        )
 
     def _use_agents(self, config: Config) -> None:
         self._labels = {agent: agent for agent in config.agents}
+        self._agent_labels = config.agent_labels
         # Children of agents a reload removed stay: buffered and queued conversations of
         # theirs are still counted when they leave.
         for agent in config.agent_labels:
@@ -101,7 +108,7 @@ class Intake:
                 self._no_content.inc()
                 counts.dropped += 1
                 continue
-            verdict = decide(conversation)
+            verdict = decide(conversation, agent)
             reason = verdict.reason
             if reason is None:
                 if verdict.promotable:  # kept for a while: a late signal may still boost it
@@ -155,7 +162,7 @@ class Intake:
             conversation, signals={**conversation.signals, **feedback.signals}
         )
         # The same decision the conversation would have had with the signal on arrival.
-        verdict = self._sampler.decide(conversation)
+        verdict = self._sampler.decide(conversation, agent)
         if verdict.reason is not None:
             return "sampled" if self._submit(conversation, agent, verdict.reason) else "dropped"
         if verdict.promotable:  # still in the band: another signal may yet boost it

@@ -1,7 +1,6 @@
 """The daemon's Prometheus metrics: the definitions and the collectors behind them."""
 
 from exporter.metrics._collectors import (
-    PREFIX,
     CallbackGauges,
     HistogramSeries,
     LoopChild,
@@ -31,7 +30,6 @@ __all__ = [
     "OTLP_LOG_OUTCOMES",
     "OTLP_SPAN_OUTCOMES",
     "OTLP_TRIGGERS",
-    "PREFIX",
     "CallbackGauges",
     "HistogramSeries",
     "LoopChild",

@@ -7,7 +7,7 @@ lock on the event-loop thread, and callback gauges read derived values at scrape
 from __future__ import annotations
 
 import bisect
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
@@ -15,6 +15,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from exporter.config.model import Dimension
+from exporter.names import PREFIX
 
 __all__ = [
     "CallbackGauges",
@@ -25,8 +26,6 @@ __all__ = [
     "ScoreHistograms",
     "total",
 ]
-
-PREFIX = "agent_quality"
 
 
 class HistogramSeries:
@@ -213,14 +212,26 @@ def total(counter: LoopCounter) -> float:
 
 
 class CallbackGauges(Collector):
-    """Gauges whose values are read when scraped (queue depth, buffer sizes)."""
+    """Gauges whose values are read when scraped (queue depth, buffer sizes, sampling rates)."""
 
     def __init__(self) -> None:
         self._gauges: list[tuple[str, str, Callable[[], float]]] = []
+        self._labelled: list[tuple[str, str, str, Callable[[], Mapping[str, float]]]] = []
 
     def add(self, name: str, documentation: str, read: Callable[[], float]) -> None:
         self._gauges.append((name, documentation, read))
 
+    def add_labelled(
+        self, name: str, documentation: str, label: str, read: Callable[[], Mapping[str, float]]
+    ) -> None:
+        """Add a gauge with one label; ``read`` returns the value per label value."""
+        self._labelled.append((name, documentation, label, read))
+
     def collect(self) -> Iterator[Metric]:
         for name, documentation, read in self._gauges:
             yield GaugeMetricFamily(name, documentation, value=read())
+        for name, documentation, label, read_all in self._labelled:
+            family = GaugeMetricFamily(name, documentation, labels=(label,))
+            for value_label, value in sorted(read_all().items()):
+                family.add_metric((value_label,), value)
+            yield family

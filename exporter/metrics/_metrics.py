@@ -8,7 +8,7 @@ new series in every Prometheus that scrapes us.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 
 from prometheus_client import (
     CollectorRegistry,
@@ -22,13 +22,13 @@ from prometheus_client.samples import Sample
 from exporter._version import __version__
 from exporter.config.model import OTHER_AGENT, Config
 from exporter.metrics._collectors import (
-    PREFIX,
     CallbackGauges,
     LoopCounter,
     LoopHistogram,
     ScoreHistograms,
     total,
 )
+from exporter.names import PREFIX
 
 __all__ = [
     "DATASET_DROP_REASONS",
@@ -120,7 +120,8 @@ class Metrics:
         self.flags = loop_counter("flags", "Flags raised by scorers.", ("agent", "flag"))
         self.ignored_scores = loop_counter(
             "ignored_scores",
-            "Scores not recorded (undeclared dimension, not finite, off the scale).",
+            "Scores not recorded (undeclared dimension, not finite, off the scale, or re-scored "
+            "by a confirmer but never scored).",
             ("reason",),
         )
         self.rejected = loop_counter(
@@ -330,6 +331,12 @@ class Metrics:
     def add_gauge(self, name: str, documentation: str, read: Callable[[], float]) -> None:
         """Export ``read()`` as gauge ``agent_quality_<name>`` at every scrape."""
         self.gauges.add(f"{PREFIX}_{name}", documentation, read)
+
+    def add_agent_gauge(
+        self, name: str, documentation: str, read: Callable[[], Mapping[str, float]]
+    ) -> None:
+        """Export ``read()`` (value per agent label) as gauge ``agent_quality_<name>{agent}``."""
+        self.gauges.add_labelled(f"{PREFIX}_{name}", documentation, "agent", read)
 
 
 def _counted(counter: Counter) -> Iterator[Sample]:

@@ -283,7 +283,7 @@ class Pipeline:
         for confirmer in setup.confirmers if text else ():
             extra = await self._confirm(setup, confirmer, evaluation)
             if extra is not None:
-                self._merge(setup, evaluation, extra)
+                self._merge_confirmation(setup, evaluation, extra)
         self._record(evaluation)
         for sink in setup.sinks:
             try:
@@ -360,9 +360,26 @@ class Pipeline:
         if result.explanations:
             evaluation.explanations.update(result.explanations)
 
+    def _merge_confirmation(
+        self, setup: _Setup, evaluation: Evaluation, result: ScoreResult
+    ) -> None:
+        """Add a confirmer's result: its scores re-score first-tier ones, never add new ones."""
+        for name, value in result.scores.items():
+            reason = _rejection(setup, name, value)
+            if reason is None and name not in evaluation.scores:
+                reason = "not_scored"
+            if reason is not None:
+                self._metrics.ignored_scores.labels(reason).inc()
+                continue
+            evaluation.confirmed[name] = float(value)
+        self._merge(
+            setup, evaluation, ScoreResult(flags=result.flags, explanations=result.explanations)
+        )
+
     def _record(self, evaluation: Evaluation) -> None:
         agent = evaluation.agent
-        for name, value in evaluation.scores.items():
+        # The confirmed score: a tier-2 judge that overturns a bad score is what pages see.
+        for name, value in evaluation.final_scores.items():
             self._metrics.scores.observe(agent, name, value)
         for flag in evaluation.flags:
             self._metrics.flags.labels(agent, self._metrics.flag_label(flag)).inc()

@@ -157,7 +157,7 @@ class StatusBoard:
         """Record the evaluation's scores and flags (O(1) per score)."""
         epoch = self._epoch()
         agent = evaluation.agent
-        for name, value in evaluation.scores.items():
+        for name, value in evaluation.final_scores.items():
             ring = self._rings.get((agent, name))
             if ring is not None:  # the pipeline only passes declared dimensions and agents
                 ring.add(epoch, value)

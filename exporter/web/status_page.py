@@ -15,8 +15,8 @@ from prometheus_client.registry import Collector
 
 from exporter._version import __version__
 from exporter.config.model import Config, Dimension
-from exporter.metrics import PREFIX, Metrics
-from exporter.names import AGENT_UID
+from exporter.metrics import Metrics
+from exporter.names import AGENT_UID, PREFIX
 from exporter.web.status import FlagGroup, Series, StatusBoard
 from exporter.web.status_judges import render_judges
 

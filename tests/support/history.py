@@ -3,7 +3,7 @@
 Every series the daemon exports for a config (the label sets come from its own metrics
 registry), scraped every ``scrape`` seconds: per agent a Poisson number of scored
 conversations per scrape, each scored on every dimension from that dimension's healthy
-distribution (tests/generate/synthetic.py), or a degraded one during an incident; the
+distribution (exporter/scenarios/_synthetic.py), or a degraded one during an incident; the
 counters around them move with it (received, sampled, scored, scorer runs). Written as
 OpenMetrics, a day per file, for ``promtool tsdb create-blocks-from openmetrics``.
 """
@@ -23,7 +23,7 @@ from prometheus_client import CollectorRegistry
 from exporter.config.model import Config, Dimension
 from exporter.generate.conventions import le_value
 from exporter.metrics import Metrics
-from tests.generate.synthetic import HEALTHY, poisson
+from exporter.scenarios import HEALTHY, poisson
 
 JOB = "agent-quality-exporter"
 INSTANCE = "exporter-0:10340"
@@ -142,6 +142,18 @@ class History:
                 None,
                 0,
             ),
+        ]
+        # The base rate each agent is sampled at (exporter/ingest/intake.py): the share of
+        # received conversations scored here.
+        series += [
+            (
+                "agent_quality_sampling_rate",
+                _labels({"agent": agent}, self.job),
+                1 / RECEIVED_PER_SCORED,
+                None,
+                0,
+            )
+            for agent in self.rates
         ]
         for family in registry.collect():
             for sample in family.samples:

@@ -42,10 +42,13 @@ ALERTMANAGER = "prometheus-alertmanager"
 def seconds_alerting() -> dict[str, Any]:
     """Return an ``alerting`` section whose windows are seconds instead of hours.
 
-    For tests that watch the generated rules on a real Prometheus: one degradation tier (10s
-    window, 20 samples), absolute thresholds after 10s, no SLO burn rates.
+    For tests that watch the generated rules on a real Prometheus, which scrapes every second:
+    one degradation tier (10s window, 20 samples), absolute thresholds after 10s, no SLO burn
+    rates, and no dip long enough to matter (``min_duration`` 0s: no extra hold).
     """
     return {
+        "scrape_interval": "1s",
+        "min_duration": "0s",
         "baseline_window": "60s",
         "current_window": "20s",
         "degradation": {

@@ -53,17 +53,13 @@ def share_steps(dimension: Dimension) -> tuple[Step, ...]:
 def burn_steps(dimension: Dimension | None, alerting: AlertingConfig) -> tuple[Step, ...]:
     """Color a burn rate at the configured factors, as the burn-rate alerts see them.
 
-    A factor the budget cannot reach (14.4 x a 10% budget) alerts on "every conversation
-    bad", which is a burn rate of 1 / budget; without a dimension the factors stay as set.
+    check-config keeps every factor reachable (factor x budget below 1), so they apply as set.
     """
-    ceiling = float("inf")
-    if dimension is not None:
-        if dimension.alerting.objective is None:
-            return ((None, NEUTRAL),)
-        ceiling = 1 / (1 - dimension.alerting.objective)
+    if dimension is not None and dimension.alerting.objective is None:
+        return ((None, NEUTRAL),)
     worst: dict[float, str] = {}
     for burn in alerting.burn_rates:
-        factor = round(min(burn.factor, ceiling), 6)
+        factor = round(burn.factor, 6)
         if worst.get(factor) != "critical":
             worst[factor] = burn.severity
     return ((None, GOOD), *((factor, COLORS[worst[factor]]) for factor in sorted(worst)))

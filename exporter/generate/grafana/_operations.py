@@ -7,7 +7,7 @@ from exporter.config.model import Config
 from exporter.generate.conventions import SCORE, Alert
 from exporter.generate.grafana._common import runbook_link
 from exporter.generate.grafana._kit import Panel, Target, fill, stat_panel, timeseries_panel
-from exporter.generate.grafana._queries import metric, rate
+from exporter.generate.grafana._queries import metric, rate, series
 
 __all__ = ["costs", "scorers", "traffic"]
 
@@ -38,12 +38,20 @@ def traffic(
             "Sampling rate",
             description=(
                 f"Share of received conversations chosen for scoring (base rate "
-                f"{config.sampling.base_rate:g}, boost rate {config.sampling.boost_rate:g})."
+                f"{config.sampling.base_rate:g}, boost rate {config.sampling.boost_rate:g}), "
+                "and the base rate in effect per agent: halved while the daily budget is "
+                "paced over the day, raised while filling the day's minimum."
             ),
             unit="percentunit",
             min_=0,
             max_=1,
-            targets=[Target(share, legend="sampled")],
+            targets=[
+                Target(share, legend="sampled"),
+                Target(
+                    f"avg by (agent) ({series(metric('sampling_rate'), agents)})",
+                    legend="base rate in effect, {{agent}}",
+                ),
+            ],
         ),
         timeseries_panel(
             "Scored, by dimension",

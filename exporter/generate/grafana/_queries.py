@@ -13,7 +13,6 @@ from exporter.config.alerting import AlertingConfig, DegradationTier
 from exporter.config.model import Dimension
 from exporter.generate.conventions import (
     BASELINE,
-    DASHBOARD_WINDOWS,
     PREFIX,
     SCORE,
     Alert,
@@ -21,7 +20,7 @@ from exporter.generate.conventions import (
     le_value,
     window_name,
 )
-from exporter.generate.recording import recorded_windows, slo_windows
+from exporter.generate.timing import timing
 
 __all__ = [
     "EXPORTER_ALERTS",
@@ -51,6 +50,7 @@ EXPORTER_ALERTS = (
     Alert.JUDGE_ERRORS,
     Alert.QUEUE,
     Alert.CONFIG_RELOAD,
+    Alert.SAMPLING_BUDGET,
 )
 
 
@@ -84,22 +84,21 @@ class Windows:
 
     @classmethod
     def of(cls, alerting: AlertingConfig) -> Windows:
-        """Return the windows for ``alerting``."""
-        recorded = recorded_windows(alerting)
+        """Return the windows for ``alerting``, as exporter/generate/timing.py derives them."""
+        timed = timing(alerting)
         current = alerting.current_window
-        assert current in recorded  # recording.py records the current window, always
-        shorter = [w for w in DASHBOARD_WINDOWS if w <= current]
-        share = max(shorter) if shorter else min(DASHBOARD_WINDOWS)
-        longs = [burn.long_window for burn in alerting.burn_rates]
+        assert current in timed.moment_windows()  # recording.py records it, always
+        shorter = [w for w in timed.dashboard if w <= current]
+        share = max(shorter) if shorter else min(timed.dashboard)
+        longs = [burn.long_window for burn in timed.burns]
         burn = min(longs) if longs else None
-        assert burn is None or burn in slo_windows(alerting)
-        tiers = sorted(alerting.degradation, key=lambda tier: -tier.window)
+        tiers = sorted(timed.tiers, key=lambda tier: -tier.window)
         return cls(
             current=window_name(current),
-            trend=window_name(min(DASHBOARD_WINDOWS)),
+            trend=window_name(min(timed.dashboard)),
             share=window_name(share),
             burn=None if burn is None else window_name(burn),
-            tier=tiers[0] if tiers else None,
+            tier=tiers[0].tier if tiers else None,
             tier_window=window_name(tiers[0].window) if tiers else "",
         )
 

@@ -31,7 +31,9 @@ class JudgeConfirmer:
     ``confirmed`` (the second judge also finds it bad), ``rejected`` (a bad first score of it
     joins ``evaluation.overturned``), ``error`` or ``skipped`` (budget spent). Where both
     judges scored, ``agent_quality_judge_score_difference`` records how far apart they were.
-    Nothing here raises: every failure is a counted verdict, and logged as the first-tier
+    The second judge's scores are returned: the pipeline records them in the score histogram
+    instead of the first judge's, so its false alarms do not page. Nothing here raises: every
+    failure is a counted verdict (and keeps the first score), and logged as the first-tier
     scorers' failures are: the first of each kind with the judge's answer, then throttled.
     """
 
@@ -82,6 +84,7 @@ class JudgeConfirmer:
             results = dict.fromkeys(targets, late)
         judge = self.grader.client.name
         confirmed, skipped, reasons = False, False, {}
+        scores: dict[str, float] = {}
         for name, result in results.items():
             dimension = self._dimensions[name]
             if isinstance(result, Verdict):
@@ -90,6 +93,8 @@ class JudgeConfirmer:
                 verdict = "confirmed" if bad else "rejected"
                 reasons[f"{name}:confirmation"] = result.reason
                 first = evaluation.scores.get(name)
+                if first is not None:
+                    scores[name] = result.score
                 if not bad and first is not None and dimension.is_bad(first):
                     evaluation.overturned.add(name)  # the dataset does not count it as bad
                 if first is not None:
@@ -107,7 +112,8 @@ class JudgeConfirmer:
             self._metrics.judge_verdicts.labels(evaluation.agent, name, judge, verdict).inc()
         if skipped:
             self._metrics.dropped.labels("judge_budget").inc()
-        return ScoreResult(flags=(CONFIRMED_FLAG,) if confirmed else (), explanations=reasons)
+        flags = (CONFIRMED_FLAG,) if confirmed else ()
+        return ScoreResult(scores=scores, flags=flags, explanations=reasons)
 
     async def aclose(self) -> None:
         """Close the judge's connection pool."""
