@@ -1,4 +1,5 @@
-"""The command line: ``run``, ``generate``, ``check-config``, ``export-dataset``, ``scenarios``.
+"""The command line: ``run``, ``generate``, ``check-config``, ``export-dataset``, ``scenarios``,
+``backtest``.
 
 ``main()`` -> ``sys.exit(run(argv, stdout, stderr))`` so tests call ``run`` with StringIO.
 Exit codes: 0 ok, 1 runtime failure, 2 usage or config error.
@@ -8,7 +9,8 @@ Four imports wait in the function of the subcommand that needs them, for start-u
 for ``run``, ``exporter.scoring`` (the scorers and the judges' HTTP client, about 0.13 s) for
 ``check-config``, ``exporter.generate`` (the generators and the Grafana SDK, about 0.04 s)
 for ``generate``, and ``exporter.scenarios`` (the generators again) for ``scenarios``;
-``--help`` and ``export-dataset`` load none of them.
+``--help``, ``export-dataset`` and ``backtest`` load none of them (the backtest's own
+machinery waits in ``exporter.backtest.cli.run``).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import Any, NoReturn, TextIO
 from prometheus_client import CollectorRegistry
 
 from exporter._version import __version__
+from exporter.backtest import cli as backtest_cli
 from exporter.config import Config, Secret, load_config, needed_secrets
 from exporter.dataset import cli as dataset_cli
 from exporter.exceptions import ConfigError, ExporterError
@@ -108,6 +111,7 @@ def _parser(stderr: TextIO) -> _Parser:
     config_flag(check)
     dataset_cli.add_parser(commands, stderr=stderr)  # export-dataset, with its own --config.file
     _scenarios_parser(commands, stderr=stderr)
+    backtest_cli.add_parser(commands, stderr=stderr)  # backtest, with its own --config.file
     return parser
 
 
@@ -205,6 +209,8 @@ def run(argv: Sequence[str], stdout: TextIO, stderr: TextIO) -> int:
             from exporter.scenarios import cli as scenarios_cli  # for start-up time
 
             return scenarios_cli.run(args, stdout=stdout, stderr=stderr, config=config)
+        case "backtest":
+            return backtest_cli.run(args, stdout=stdout, stderr=stderr, config=config)
         case _:
             return _run_daemon(config, args, stderr)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 __all__ = [
+    "BacktestError",
     "ConfigError",
     "ExporterError",
     "GenerateError",
@@ -85,3 +86,7 @@ class ScorerError(ExporterError):
     def __init__(self, message: str, *, kind: str | None = None) -> None:
         super().__init__(message)
         self.kind = kind or type(self).__name__
+
+
+class BacktestError(ExporterError):
+    """A backtest cannot run: Prometheus unreachable, no data, a period it does not hold."""

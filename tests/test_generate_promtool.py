@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from prometheus_client import CollectorRegistry
 
 from exporter.cli import run as cli
@@ -486,3 +487,62 @@ class TestScenariosCommand:
         rows = json.loads(stdout.getvalue())
         assert {row["agent"] for row in rows} >= {"steady", "low-traffic"}
         assert all(row["false_pages"] >= 1 for row in rows)
+
+
+class TestBurnWaver:
+    """A burn that wavers across its share minute by minute pages once, not once a waver."""
+
+    def test_one_page_through_the_waver_resolved_after_min_duration(self, tmp_path: Path) -> None:
+        """The default page, fed its recorded series: the 5m ratio high two minutes in three.
+
+        Without ``keep_firing_for`` the alert would resolve every third minute and fire again
+        the next (the backtest of issue 17 counted 9 pages in 75 minutes of one real drop).
+        """
+        written = generate(load_config(), out=tmp_path / "out")
+        (path,) = [p for p in written if p.name.endswith(".rules.yml")]
+        document = yaml.safe_load(path.read_text())
+        (burn,) = [
+            rule
+            for group in document["groups"]
+            for rule in group["rules"]
+            if rule.get("alert") == Alert.BURN
+            and rule["labels"] == {"dimension": "task_completion", "severity": "critical"}
+        ]
+        assert burn["keep_firing_for"] == "10m"  # alerting.min_duration
+        rules = tmp_path / "burn.rules.yml"
+        rules.write_text(yaml.safe_dump({"groups": [{"name": "burn", "rules": [burn]}]}))
+        labels = '{agent="a",dimension="task_completion"}'
+        wavering = " ".join(("0.5", "0.5", "0.1")[minute % 3] for minute in range(60))
+        recorded = {
+            "agent_dimension:agent_quality_slo:error_ratio6h": "0.25x90",  # the 6h pair: off
+            "agent_dimension:agent_quality_slo:error_ratio30m": "0.4x90",
+            "agent_dimension:agent_quality_slo:error_ratio5m": f"{wavering} 0.1x30",
+            "agent_dimension:agent_quality_score_count:increase5m": "100x90",
+            "agent_dimension:agent_quality_score_count:increase30m": "500x90",
+            "agent_dimension:agent_quality_score_count:increase6h": "5000x90",
+        }
+        firing = f'count(ALERTS{{alertname="{Alert.BURN}",alertstate="firing"}})'
+        one = [{"labels": "{}", "value": 1}]
+        test = {
+            "rule_files": [str(rules)],
+            "evaluation_interval": "1m",
+            "tests": [
+                {
+                    "interval": "1m",
+                    "input_series": [
+                        {"series": name + labels, "values": values}
+                        for name, values in recorded.items()
+                    ],
+                    "promql_expr_test": [
+                        expect(firing, 16, one),  # high now and 15m ago: fires
+                        expect(firing, 32, one),  # a low minute: still firing
+                        expect(firing, 44, one),
+                        expect(firing, 65, one),  # last high minute 58: held 10m
+                        expect(firing, 75, []),  # resolved after min_duration
+                    ],
+                }
+            ],
+        }
+        file = tmp_path / "burn.test.yml"
+        file.write_text(yaml.safe_dump(test))
+        check(file)

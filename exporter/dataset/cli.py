@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import re
 from pathlib import Path
 from typing import Any, TextIO
 
-from exporter.config import Config, load_config, parse_duration
+from exporter.config import Config, load_config
+from exporter.config.duration import parse_time
 from exporter.dataset.export import FORMATS, ExportFilter, ExportStats, export_cases
 from exporter.dataset.reader import ReadStats, read_records
 from exporter.exceptions import ConfigError
@@ -17,7 +17,6 @@ from exporter.exceptions import ConfigError
 __all__ = ["add_parser", "parse_time", "run"]
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
-_DURATION = re.compile(r"^([0-9]+(ms|s|m|h|d|w|y))+$")
 
 
 def add_parser(subparsers: Any, **kwargs: Any) -> argparse.ArgumentParser:
@@ -62,20 +61,6 @@ def add_parser(subparsers: Any, **kwargs: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument("--until", metavar="TIME", help="selected before: as --since")
     return parser
-
-
-def parse_time(text: str, *, now: dt.datetime) -> dt.datetime:
-    """Parse ``2026-11-26T10:00:00Z``, ``2026-11-26`` (UTC midnight) or ``24h`` (ago)."""
-    if _DURATION.match(text):
-        return now - dt.timedelta(seconds=parse_duration(text))
-    try:
-        moment = dt.datetime.fromisoformat(text)
-    except ValueError:
-        raise ValueError(
-            f"{text!r} is not a time: expected RFC 3339 (2026-11-26T10:00:00Z), "
-            "a date (2026-11-26) or a duration ago (24h, 7d)"
-        ) from None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)
 
 
 def run(

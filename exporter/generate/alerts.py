@@ -247,6 +247,9 @@ def _burn_alerts(
                 f"(\n{conditions}\n)"
             ),
             for_=0.0,  # the short windows, now and earlier, already show it lasting
+            # A burn near the tier's share wavers across it minute by minute (short windows,
+            # a significance test): one page per burn, resolved once it stayed off this long.
+            keep_firing_for=timing.min_duration,
             labels=_labels(alerting, dimension.name, severity=severity),
             annotations=MappingProxyType(
                 {

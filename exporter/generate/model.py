@@ -24,13 +24,18 @@ class RecordingRule:
 
 @dataclass(frozen=True, slots=True)
 class AlertingRule:
-    """An alert: fires when ``expr`` has held for ``for_`` seconds."""
+    """An alert: fires when ``expr`` has held for ``for_`` seconds.
+
+    Once firing, it keeps firing ``keep_firing_for`` seconds after ``expr`` stops holding, so
+    a condition that wavers at its threshold sends one notification, not one per waver.
+    """
 
     alert: str
     expr: str
     for_: float
     labels: Mapping[str, str]
     annotations: Mapping[str, str]
+    keep_firing_for: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

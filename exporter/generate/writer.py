@@ -37,6 +37,8 @@ def _rule_data(rule: RecordingRule | AlertingRule) -> dict[str, Any]:
     data = {"alert": rule.alert, "expr": rule.expr}
     if rule.for_:
         data["for"] = format_duration(rule.for_)
+    if rule.keep_firing_for:
+        data["keep_firing_for"] = format_duration(rule.keep_firing_for)
     data["labels"] = dict(rule.labels)
     data["annotations"] = dict(rule.annotations)
     return data

@@ -32,6 +32,7 @@ __all__ = [
     "running_alertmanager",
     "running_prometheus",
     "running_receiver",
+    "serving_prometheus",
 ]
 
 PROMETHEUS = "prometheus"
@@ -168,6 +169,26 @@ def running_prometheus(
         # Send a firing alert again at once, not a minute later.
         "--rules.alert.resend-delay=1s",
         *(f"--enable-feature={feature}" for feature in features),
+    ]
+    with _running(args, port=port, log_path=directory / "log", ready="/-/ready") as process:
+        yield Prometheus(process.process, process.port, process.log_path)
+
+
+@contextlib.contextmanager
+def serving_prometheus(tmp_path: Path, *, data: Path) -> Iterator[Prometheus]:
+    """Start Prometheus on an existing TSDB directory (backfilled history), scraping nothing."""
+    port = free_port()
+    directory = tmp_path / f"prometheus-{port}"
+    directory.mkdir()
+    config_path = directory / "prometheus.yml"
+    config_path.write_text("global: {}\n")
+    args = [
+        PROMETHEUS,
+        f"--config.file={config_path}",
+        f"--storage.tsdb.path={data}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        # Backfilled history is old: keep it whatever its age.
+        "--storage.tsdb.retention.time=10y",
     ]
     with _running(args, port=port, log_path=directory / "log", ready="/-/ready") as process:
         yield Prometheus(process.process, process.port, process.log_path)
