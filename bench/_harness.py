@@ -14,7 +14,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,26 @@ def pinned_self(cpu: str) -> Iterator[None]:
         yield
     finally:
         os.sched_setaffinity(0, before)
+
+
+def steady_config(directory: Path, **sampling: Any) -> Path:
+    """Write the embedded default config with no daily maximum into ``directory``; return it.
+
+    The default's ``daily_budget.max_samples`` (50,000 a day) is due within seconds at a
+    bench's speed: the sampler then thins its rates (it stopped scoring before issue 13) and
+    the daemon does less work than its configured rates say. With the maximum lifted a bench
+    measures the steady state a user runs. ``sampling`` overrides keys of that section.
+    """
+    import yaml
+
+    from exporter.config.loader import default_document
+
+    document = default_document()
+    document["sampling"]["daily_budget"]["max_samples"] = None
+    document["sampling"].update(sampling)
+    path = directory / "steady.yml"
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    return path
 
 
 def daemon_args(port: int, config: Path | None = None) -> list[str]:
@@ -119,14 +139,24 @@ def server(
         stop_process(process, timeout=30)
 
 
+#: In a body sent by ``wrk(..., unique=True)``, replaced by the request's number on every send.
+ID_SLOT = "@@@@@@@@@@"
+
 _LUA = """
 local bodies = {}
 local n = 0
 for line in io.lines("%(path)s") do n = n + 1; bodies[n] = line end
 local i = 0
+local sent = 0
+local headers = {["Content-Type"] = "%(ctype)s"}
 request = function()
   i = i %% n + 1
-  return wrk.format("POST", "/v1/conversations", {["Content-Type"] = "%(ctype)s"}, bodies[i])
+  local body = bodies[i]
+  if %(unique)s then
+    sent = sent + 1
+    body = (body:gsub("%(slot)s", string.format("%%010d", sent)))
+  end
+  return wrk.format("POST", "/v1/conversations", headers, body)
 end
 """
 
@@ -147,6 +177,27 @@ def median_load(runs: Sequence[Load]) -> Load:
     )
 
 
+@dataclasses.dataclass(frozen=True)
+class Spread:
+    """The median of a figure over rounds, with the lowest and highest round."""
+
+    median: float
+    low: float
+    high: float
+
+    @classmethod
+    def of(cls, values: Sequence[float]) -> Spread:
+        return cls(statistics.median(values), min(values), max(values))
+
+    def columns(self, form: str) -> str:
+        """Return ``median  low  high`` formatted for a bench's printed table."""
+        return f"{self.median:>12{form}}{self.low:>12{form}}{self.high:>12{form}}"
+
+    def figures(self, key: str) -> dict[str, float]:
+        """Return the figures run_all.py reads: ``key``, ``key_low`` and ``key_high``."""
+        return {key: self.median, f"{key}_low": self.low, f"{key}_high": self.high}
+
+
 def cpu_seconds(pid: int) -> float:
     """Return user+system CPU seconds used so far by process ``pid`` (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -161,15 +212,29 @@ def wrk(
     seconds: int,
     connections: int = 32,
     pid: int | None = None,
+    unique: bool = False,
+    settle: Callable[[], None] | None = None,
 ) -> Load:
-    """Run wrk (1 thread, pinned to LOAD_CPU) posting ``bodies`` round-robin."""
+    """Run wrk (1 thread, pinned to LOAD_CPU) posting ``bodies`` round-robin.
+
+    With ``unique``, every ``ID_SLOT`` in a body is replaced by the number of the request, so
+    no two requests of the run carry the same conversation ids (give each run's bodies their
+    own tag too, so runs against one daemon do not repeat each other's ids). ``settle`` is
+    called after the load and before the server's CPU time is read (say, until the daemon has
+    scored what it queued).
+    """
     require("wrk")
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "bodies.txt"
         # One body per line: NDJSON bodies have their newlines escaped and restored in Lua.
         data.write_bytes(b"\n".join(b.replace(b"\n", b"\\n") for b in bodies) + b"\n")
         script = Path(tmp) / "post.lua"
-        lua = _LUA % {"path": data, "ctype": content_type}
+        lua = _LUA % {
+            "path": data,
+            "ctype": content_type,
+            "unique": "true" if unique else "false",
+            "slot": ID_SLOT,
+        }
         if content_type == "application/x-ndjson":
             lua = lua.replace("bodies[n] = line", 'bodies[n] = line:gsub("\\\\n", "\\n")')
         script.write_text(lua)
@@ -191,6 +256,8 @@ def wrk(
             text=True,
             check=True,
         )
+        if settle is not None:
+            settle()
         cpu = cpu_seconds(pid) - cpu_before if pid else 0.0
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", result.stdout)
     if errors:
@@ -202,10 +269,15 @@ def wrk(
     return Load(float(rate.group(1)), cpu / int(total.group(1)) * 1e6)
 
 
-def conversation(index: int) -> dict[str, Any]:
-    """An ~800-byte conversation like docs/api.md's example, with a distinct id."""
+def conversation(
+    index: int, *, negative: bool | None = None, id: str | None = None
+) -> dict[str, Any]:
+    """An ~800-byte conversation like docs/api.md's example, with a distinct id.
+
+    ``negative`` sets the user's thumbs-down (a boost trigger); by default one in 50 has it.
+    """
     return {
-        "id": f"bench-{index:08d}",
+        "id": id or f"bench-{index:08d}",
         "agent": "support-bot",
         "model": "gpt-4.1-mini",
         "messages": [
@@ -225,7 +297,10 @@ def conversation(index: int) -> dict[str, Any]:
             },
             {"role": "assistant", "content": "Your order has shipped and arrives tomorrow."},
         ],
-        "signals": {"user_thumbs_down": index % 50 == 0, "escalation_requested": False},
+        "signals": {
+            "user_thumbs_down": index % 50 == 0 if negative is None else negative,
+            "escalation_requested": False,
+        },
         "usage": {"input_tokens": 850, "output_tokens": 120, "cost_usd": 0.0031},
         "started_at": "2026-11-26T10:00:00Z",
         "ended_at": "2026-11-26T10:00:09Z",
@@ -235,3 +310,18 @@ def conversation(index: int) -> dict[str, Any]:
 
 def encoded(index: int) -> bytes:
     return json.dumps(conversation(index)).encode()
+
+
+def mixed(count: int, *, negative_share: float, tag: str) -> list[bytes]:
+    """Return ``count`` conversations, ``negative_share`` of them with a thumbs-down.
+
+    Their ids are ``{tag}-{ID_SLOT}-{n}``: sent with ``wrk(..., unique=True)`` every request
+    carries new ids. Which ids are sampled follows from their hash, independent of the signal.
+    """
+    every = round(1 / negative_share) if negative_share else 0
+    return [
+        json.dumps(
+            conversation(n, negative=bool(every) and n % every == 0, id=f"{tag}-{ID_SLOT}-{n}")
+        ).encode()
+        for n in range(count)
+    ]

@@ -1,12 +1,12 @@
 """``GET /metrics`` at 20 agents x 10 dimensions: the daemon against plain prometheus_client.
 
-    python bench/bench_scrape.py [--scrapes 50] [--agents 20] [--dimensions 10]
+    python bench/bench_scrape.py [--scrapes 200] [--agents 20] [--dimensions 10]
 
 The real daemon runs pinned to one core with a config of 20 agents (plus ``other``) and 10
 dimensions (the default five and five more on 0-1) and the default scorers; every agent sends
 conversations carrying upstream scores for every dimension and a trace id, so every series has
 data and every bucket an exemplar (OpenMetrics; the text format has none). This
-process scrapes from the other core over one keep-alive connection: median and p95 wall time
+process scrapes from the other core over one keep-alive connection: median and p99 wall time
 of ``--scrapes`` scrapes, the server's CPU time per scrape, and the body size, in three forms:
 Prometheus text, OpenMetrics, and what Prometheus itself asks for (its ``Accept`` header,
 which prefers OpenMetrics, with gzip).
@@ -14,8 +14,8 @@ which prefers OpenMetrics, with gzip).
 The baseline, measured in the same run on the same core: the same families with exactly the
 same series (names, labels, bucket bounds), built from standard ``Counter``, ``Gauge`` and
 ``Histogram`` objects in a plain ``CollectorRegistry`` and served by
-``prometheus_client.aiohttp.make_aiohttp_handler``. Target: median scrape <= 50 ms in every
-form.
+``prometheus_client.aiohttp.make_aiohttp_handler``. Targets, in every form: median <= 15 ms,
+p99 <= 40 ms (the daemon's own exemplars included in OpenMetrics).
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.config.loader import default_document
 
-TARGET_MS = 50.0
+TARGET_MEDIAN_MS, TARGET_P99_MS = 15.0, 40.0
 OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 #: What Prometheus 2.42 sends: OpenMetrics preferred, gzip.
 PROMETHEUS = {
@@ -200,7 +200,7 @@ class Timing:
     """Scrapes of one form from one server."""
 
     median_ms: float
-    p95_ms: float
+    p99_ms: float
     cpu_ms: float
     size: int
     series: int
@@ -233,8 +233,8 @@ def time_scrapes(port: int, pid: int, *, count: int, headers: dict[str, str]) ->
     series = 0
     if "Accept-Encoding" not in headers:
         series = sum(1 for line in body.splitlines() if line and not line.startswith(b"#"))
-    p95 = statistics.quantiles(times, n=20)[18] if len(times) >= 2 else times[0]
-    return Timing(statistics.median(times) * 1e3, p95 * 1e3, cpu / count * 1e3, len(body), series)
+    p99 = statistics.quantiles(times, n=100)[98] if len(times) >= 2 else times[0]
+    return Timing(statistics.median(times) * 1e3, p99 * 1e3, cpu / count * 1e3, len(body), series)
 
 
 def measure(*, agents: int, dimensions: int, scrapes: int) -> dict[str, dict[str, Timing]]:
@@ -268,7 +268,7 @@ def measure(*, agents: int, dimensions: int, scrapes: int) -> dict[str, dict[str
 def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     """Run the bench, print its table and return its figures."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--scrapes", type=int, default=50)
+    parser.add_argument("--scrapes", type=int, default=200)
     parser.add_argument("--agents", type=int, default=20)
     parser.add_argument("--dimensions", type=int, default=10)
     parser.add_argument(
@@ -287,13 +287,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
         f"{args.agents} agents (+ other) x {args.dimensions} dimensions: "
         f"{ours['text'].series:,} series; {args.scrapes} scrapes each, one connection"
     )
-    head = ("server, form", "median ms", "p95 ms", "CPU ms", "KiB", "target")
+    head = ("server, form", "median ms", "p99 ms", "CPU ms", "KiB", "target")
     print(f"{head[0]:<28}{head[1]:>11}{head[2]:>9}{head[3]:>9}{head[4]:>9}{head[5]:>10}")
     for who, timings in results.items():
         for form, t in timings.items():
-            target = f"<= {TARGET_MS:g}" if who == "daemon" else ""
+            target = f"<= {TARGET_MEDIAN_MS:g}/{TARGET_P99_MS:g}" if who == "daemon" else ""
             print(
-                f"{who + ', ' + form:<28}{t.median_ms:>11.2f}{t.p95_ms:>9.2f}"
+                f"{who + ', ' + form:<28}{t.median_ms:>11.2f}{t.p99_ms:>9.2f}"
                 f"{t.cpu_ms:>9.2f}{t.size / 1024:>9.1f}{target:>10}"
             )
     figures: dict[str, float] = {"series": float(ours["text"].series)}
@@ -304,7 +304,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
         figures.update(
             {
                 f"{form}_median_ms": ours[form].median_ms,
-                f"{form}_p95_ms": ours[form].p95_ms,
+                f"{form}_p99_ms": ours[form].p99_ms,
                 f"{form}_cpu_ms": ours[form].cpu_ms,
                 f"{form}_bytes": float(ours[form].size),
                 f"{form}_ratio": ratio,

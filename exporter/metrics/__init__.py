@@ -8,6 +8,7 @@ from exporter.metrics._collectors import (
     ScoreHistograms,
     exemplar_labels,
 )
+from exporter.metrics._exposition import ExporterRegistry, compressed, render
 from exporter.metrics._metrics import (
     DATASET_DROP_REASONS,
     DATASET_ERROR_REASONS,
@@ -34,10 +35,13 @@ __all__ = [
     "OTLP_SPAN_OUTCOMES",
     "OTLP_TRIGGERS",
     "CallbackGauges",
+    "ExporterRegistry",
     "HistogramSeries",
     "LoopChild",
     "LoopCounter",
     "Metrics",
     "ScoreHistograms",
+    "compressed",
     "exemplar_labels",
+    "render",
 ]

@@ -12,9 +12,11 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Exemplar
+from prometheus_client.utils import floatToGoString
 
 from exporter.config.model import Dimension
 from exporter.names import PREFIX
@@ -156,6 +158,8 @@ class ScoreHistograms(Collector):
             for agent in agents
             for dimension in dimensions
         }
+        # The start of every exposition line of a series, made on its first scrape.
+        self._labels: dict[tuple[str, str], _SeriesLines] = {}
 
     def extend(self, agents: Iterable[str], dimensions: Iterable[Dimension]) -> None:
         """Add series for new agents and dimensions (a reload); keep every existing count.
@@ -182,22 +186,134 @@ class ScoreHistograms(Collector):
         """
         self._series[agent, dimension].observe(value, exemplar)
 
+    def expose(self, *, openmetrics: bool) -> str:
+        """Write both families as prometheus_client would, from label strings made once.
+
+        ``exporter.metrics._exposition`` calls this instead of ``collect`` for a scrape: no
+        ``Sample`` per bucket, no sorting and escaping of labels per line.
+        """
+        histogram, squares = _HEADERS[openmetrics]
+        lines = [histogram]
+        squared = [squares]
+        for key, series in self._series.items():
+            labels = self._labels.get(key)
+            if labels is None or labels.bounds != series.bounds:
+                labels = self._labels[key] = _SeriesLines(*key, bounds=series.bounds)
+            labels.write(series, lines, openmetrics=openmetrics)
+            squared.append(f"{labels.squares}{_value(series.squares)}\n")
+        lines.extend(squared)
+        return "".join(lines)
+
     def collect(self) -> Iterator[Metric]:
         histogram = HistogramMetricFamily(
-            f"{PREFIX}_score",
-            "Scores per agent and quality dimension, in the dimension's own scale.",
-            labels=("agent", "dimension"),
+            f"{PREFIX}_score", _SCORE_HELP, labels=("agent", "dimension")
         )
         squares = CounterMetricFamily(
-            f"{PREFIX}_score_squares",
-            "Running sum of squared scores, for variance and significance in rules.",
-            labels=("agent", "dimension"),
+            f"{PREFIX}_score_squares", _SQUARES_HELP, labels=("agent", "dimension")
         )
         for (agent, dimension), series in self._series.items():
             histogram.add_metric([agent, dimension], series.buckets(), series.sum)
             squares.add_metric([agent, dimension], series.squares)
         yield histogram
         yield squares
+
+
+_SCORE_HELP = "Scores per agent and quality dimension, in the dimension's own scale."
+_SQUARES_HELP = "Running sum of squared scores, for variance and significance in rules."
+
+
+def _header(family: Metric, *, openmetrics: bool) -> str:
+    """Return the HELP and TYPE lines of ``family``, as the library's encoder writes them."""
+    encoder, _ = choose_encoder(_OPENMETRICS if openmetrics else "")
+    return encoder(_Families(family)).decode("utf-8").removesuffix("# EOF\n")
+
+
+def _headers(*, openmetrics: bool) -> tuple[str, str]:
+    """Return the HELP and TYPE lines of the score families."""
+    histogram = HistogramMetricFamily(f"{PREFIX}_score", _SCORE_HELP, labels=("agent", "dimension"))
+    squares = CounterMetricFamily(
+        f"{PREFIX}_score_squares", _SQUARES_HELP, labels=("agent", "dimension")
+    )
+    return _header(histogram, openmetrics=openmetrics), _header(squares, openmetrics=openmetrics)
+
+
+class _Families(Collector):
+    def __init__(self, *families: Metric) -> None:
+        self._families = families
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._families
+
+
+_OPENMETRICS = "application/openmetrics-text"
+_HEADERS = {False: _headers(openmetrics=False), True: _headers(openmetrics=True)}
+
+
+def _value(value: float) -> str:
+    # The library's own formatting ("3.0", "1.5e+06", "+Inf"), so the text is identical.
+    text: str = floatToGoString(value)  # type: ignore[no-untyped-call]
+    return text
+
+
+def _label(value: str) -> str:
+    return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+
+
+class _SeriesLines:
+    """The start of each exposition line of one (agent, dimension) series."""
+
+    __slots__ = ("bounds", "buckets", "count", "marks", "squares", "sum")
+
+    def __init__(self, agent: str, dimension: str, *, bounds: tuple[float, ...]) -> None:
+        pair = f'agent="{_label(agent)}",dimension="{_label(dimension)}"'
+        self.bounds = bounds
+        self.buckets = tuple(
+            f'{PREFIX}_score_bucket{{{pair},le="{_label(_format_bound(bound))}"}} '
+            for bound in (*bounds, float("inf"))
+        )
+        self.count = f"{PREFIX}_score_count{{{pair}}} "
+        self.sum = f"{PREFIX}_score_sum{{{pair}}} "
+        self.squares = f"{PREFIX}_score_squares_total{{{pair}}} "
+        # Each bucket's exemplar as last written: it changes only when a score lands there.
+        self.marks: list[tuple[Exemplar | None, str]] = [(None, "")] * len(self.buckets)
+
+    def write(self, series: HistogramSeries, lines: list[str], *, openmetrics: bool) -> None:
+        """Append the series' bucket, count and sum lines to ``lines``."""
+        cumulative = 0
+        exemplars = series.exemplars if openmetrics else None  # the text format has none
+        if exemplars is None:
+            for start, count in zip(self.buckets, series.counts, strict=True):
+                cumulative += count
+                lines.append(f"{start}{_count(cumulative)}\n")
+        else:
+            marks = self.marks
+            for index, (start, count, exemplar) in enumerate(
+                zip(self.buckets, series.counts, exemplars, strict=True)
+            ):
+                cumulative += count
+                if exemplar is None:
+                    lines.append(f"{start}{_count(cumulative)}\n")
+                    continue
+                seen, mark = marks[index]
+                if seen is not exemplar:
+                    mark = _exemplar(exemplar)
+                    marks[index] = (exemplar, mark)
+                lines.append(f"{start}{_count(cumulative)}{mark}\n")
+        lines.append(f"{self.count}{_count(cumulative)}\n")
+        lines.append(f"{self.sum}{_value(series.sum)}\n")
+
+
+def _count(count: int) -> str:
+    # floatToGoString(n) is "n.0" below a million (where Go switches to exponents): most counts.
+    return f"{count}.0" if 0 <= count < 1_000_000 else _value(count)
+
+
+def _exemplar(exemplar: Exemplar) -> str:
+    """Return an exemplar as OpenMetrics writes it after its bucket's value."""
+    labels = ",".join(f'{k}="{_label(v)}"' for k, v in sorted(exemplar.labels.items()))
+    if exemplar.timestamp is None:
+        return f" # {{{labels}}} {_value(exemplar.value)}"
+    return f" # {{{labels}}} {_value(exemplar.value)} {exemplar.timestamp}"
 
 
 def _format_bound(bound: float) -> str:
@@ -242,6 +358,9 @@ class LoopCounter(Collector):
         self._documentation = documentation
         self._labelnames = labelnames
         self._children: dict[tuple[str, ...], LoopChild] = {}
+        # What ``expose`` writes before each value, and the family's HELP and TYPE lines.
+        self._starts: dict[tuple[str, ...], str] = {}
+        self._headers: dict[bool, str] = {}
         registry.register(self)
 
     def labels(self, *values: str) -> LoopChild:
@@ -262,6 +381,28 @@ class LoopCounter(Collector):
         for values, child in self._children.items():
             family.add_metric(list(values), child.value)
         yield family
+
+    def expose(self, *, openmetrics: bool) -> str:
+        """Write the family as prometheus_client would, from label strings made once."""
+        header = self._headers.get(openmetrics)
+        if header is None:
+            family = CounterMetricFamily(self._name, self._documentation, labels=self._labelnames)
+            header = self._headers[openmetrics] = _header(family, openmetrics=openmetrics)
+        lines = [header]
+        starts = self._starts
+        for values, child in self._children.items():
+            start = starts.get(values)
+            if start is None:
+                start = starts[values] = self._start(values)
+            lines.append(f"{start}{_value(child.value)}\n")
+        return "".join(lines)
+
+    def _start(self, values: tuple[str, ...]) -> str:
+        # The library writes labels sorted by name.
+        pairs = sorted(zip(self._labelnames, values, strict=True))
+        labels = ",".join(f'{name}="{_label(value)}"' for name, value in pairs)
+        name = self._name.removesuffix("_total")
+        return f"{name}_total{{{labels}}} " if labels else f"{name}_total "
 
 
 def total(counter: LoopCounter) -> float:
