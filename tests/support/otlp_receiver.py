@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +19,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
 )
 
 from exporter.ingest.otlp.values import attributes
+from tests.support.threaded import serving_in_thread
 
 __all__ = ["Event", "Receiver", "receiver_app", "running_logs_receiver"]
 
@@ -81,25 +81,5 @@ def receiver_app(receiver: Receiver) -> web.Application:
 def running_logs_receiver(port: int, receiver: Receiver | None = None) -> Iterator[Receiver]:
     """Run the receiver on ``port`` on its own event loop in a thread (for daemon processes)."""
     receiver = receiver if receiver is not None else Receiver()
-    loop = asyncio.new_event_loop()
-    started = threading.Event()
-    stop = asyncio.Event()
-
-    async def serve() -> None:
-        runner = web.AppRunner(receiver_app(receiver))
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        started.set()
-        await stop.wait()
-        await runner.cleanup()
-
-    thread = threading.Thread(target=loop.run_until_complete, args=(serve(),), daemon=True)
-    thread.start()
-    if not started.wait(10):
-        raise RuntimeError("the OTLP logs receiver did not start")
-    try:
+    with serving_in_thread(lambda: receiver_app(receiver), port, what="OTLP logs receiver"):
         yield receiver
-    finally:
-        loop.call_soon_threadsafe(stop.set)
-        thread.join(10)
-        loop.close()

@@ -7,7 +7,6 @@ for the failure message. Reusable by any test that needs the real stack.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import subprocess
@@ -24,6 +23,7 @@ import yaml
 from aiohttp import web
 
 from tests.support.daemon import free_port, stop_process, wait_http
+from tests.support.threaded import serving_in_thread
 
 __all__ = [
     "Alertmanager",
@@ -245,9 +245,6 @@ class WebhookReceiver:
 def running_receiver() -> Iterator[WebhookReceiver]:
     """Run an aiohttp webhook receiver on its own event loop in a thread."""
     receiver = WebhookReceiver(free_port())
-    loop = asyncio.new_event_loop()
-    started = threading.Event()
-    stop = asyncio.Event()
 
     async def handle(request: web.Request) -> web.Response:
         body = await request.json()
@@ -255,23 +252,10 @@ def running_receiver() -> Iterator[WebhookReceiver]:
             receiver.received.append((request.path, body, time.monotonic()))
         return web.Response(text="ok")
 
-    async def serve() -> None:
+    def make_app() -> web.Application:
         app = web.Application()
         app.router.add_post("/{name}", handle)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", receiver.port).start()
-        started.set()
-        await stop.wait()
-        await runner.cleanup()
+        return app
 
-    thread = threading.Thread(target=loop.run_until_complete, args=(serve(),), daemon=True)
-    thread.start()
-    if not started.wait(10):
-        raise RuntimeError("the webhook receiver did not start")
-    try:
+    with serving_in_thread(make_app, receiver.port, what="webhook receiver"):
         yield receiver
-    finally:
-        loop.call_soon_threadsafe(stop.set)
-        thread.join(10)
-        loop.close()
